@@ -1,0 +1,178 @@
+"""``imgx run | validate | list | report | compare | baseline``.
+
+Exit codes: 0 all good; 1 a gate failed, a case failed or a regression was found; 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from imgx import __version__
+from imgx.errors import ImgxError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imgx", description="Benchmark and evaluate image-to-image models.")
+    p.add_argument("--version", action="version", version=f"imgx {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run (or resume) a suite into a run directory")
+    run.add_argument("suite", help="suite YAML file")
+    run.add_argument("--out", help="run directory (default reports/<suite>/<timestamp>); reusing one resumes")
+    run.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                     help="run only the cases on this device (default: all the suite declares)")
+    run.add_argument("-k", dest="filters", action="append", metavar="FILTER",
+                     help="run only cases whose id contains FILTER (repeatable: any matches)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-case lines")
+    run.add_argument("--no-report", action="store_true", help="skip writing report.html")
+
+    val = sub.add_parser("validate", help="check suite files without running anything")
+    val.add_argument("suites", nargs="+", help="suite YAML files")
+    val.add_argument("--list-cases", action="store_true", help="print each expanded case id and key")
+
+    sub.add_parser("list", help="list tasks, models, data sets, metrics, schedulers, feature extractors, devices")
+
+    rep = sub.add_parser("report", help="(re-)render report.html for a run directory")
+    rep.add_argument("run_dir")
+    rep.add_argument("--out", help="where to write the HTML (default RUN_DIR/report.html)")
+
+    cmp_ = sub.add_parser("compare", help="compare a candidate run with a baseline run or baseline file")
+    cmp_.add_argument("baseline", help="baseline run directory or baseline JSON file")
+    cmp_.add_argument("candidate", help="candidate run directory")
+    cmp_.add_argument("--out", help="folder for comparison.html and summary.md (default CANDIDATE/compare)")
+    cmp_.add_argument("--latency", action="store_true", help="compare latency even across different machines")
+
+    base = sub.add_parser("baseline", help="write a baseline JSON file from a run directory")
+    base.add_argument("run_dir")
+    base.add_argument("--out", required=True, help="baseline JSON file to write")
+    return p
+
+
+def _cmd_run(args) -> int:
+    from imgx.distributed import process_info
+    from imgx.runner import run_suite
+
+    index, count = process_info()
+    summary = run_suite(args.suite, args.out, device=args.device, filters=args.filters, quiet=args.quiet,
+                        argv=["imgx", *sys.argv[1:]], process_index=index, num_processes=count,
+                        report=not args.no_report)
+    if index != 0:
+        return summary.exit_code
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "no cases"
+    print(f"imgx: {summary.out}: {counts} (ran {summary.ran}, reused {summary.reused})")
+    for r in summary.records:
+        if r["status"] == "skipped":
+            print(f"  skipped {r['case_id']}: {r['detail']}")
+    for line in summary.failed_cases:
+        print(f"  FAILED {line}")
+    for line in summary.gate_failures:
+        print(f"  GATE FAILED {line}")
+    report = summary.out / "report.html"
+    if report.exists():
+        print(f"  report: {report}")
+    return summary.exit_code
+
+
+def _cmd_validate(args) -> int:
+    from imgx.errors import SuiteError
+    from imgx.suite import expand, load_suite
+
+    problems: list[str] = []
+    for path in args.suites:
+        try:
+            suite = load_suite(path)
+        except SuiteError as exc:
+            problems.extend(exc.problems())
+            continue
+        cases = expand(suite)
+        print(f"{path}: ok ({len(suite.cases)} case entries, {len(cases)} cases)")
+        if args.list_cases:
+            for c in cases:
+                print(f"  {c.key}  {c.id}")
+    if problems:
+        raise _Many(problems)
+    return 0
+
+
+def _cmd_list(_args) -> int:
+    from imgx.data import DATASETS
+    from imgx.metrics import FEATURE_EXTRACTORS, METRICS
+    from imgx.models import MODELS, SCHEDULERS
+    from imgx.tasks import TASKS
+
+    for title, reg in (("tasks", TASKS), ("models", MODELS), ("data sets", DATASETS), ("metrics", METRICS),
+                       ("schedulers", SCHEDULERS), ("feature extractors", FEATURE_EXTRACTORS)):
+        print(f"{title}:")
+        for e in reg.entries():
+            extra = ""
+            if "task" in e.meta:
+                extra = f" [task: {e.meta['task']}]"
+            elif "tasks" in e.meta:
+                extra = f" [tasks: {', '.join(sorted(e.meta['tasks']))}]"
+            if e.meta.get("options"):
+                extra += f" [options: {', '.join(sorted(e.meta['options']))}]"
+            print(f"  {e.name:<30} {e.help}{extra}")
+    print("devices:")
+    print("  cpu                            always available")
+    print("  cuda, cuda:N                   NVIDIA GPUs; cases are skipped with the reason where CUDA is absent")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from imgx.report import write_report
+
+    path = write_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    print(f"imgx: wrote {path}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from imgx.compare import compare_command
+
+    return compare_command(args.baseline, args.candidate, out=args.out, latency=args.latency)
+
+
+def _cmd_baseline(args) -> int:
+    from imgx.compare import baseline_command
+
+    return baseline_command(args.run_dir, args.out)
+
+
+class _Many(ImgxError):
+    def __init__(self, problems):
+        self._problems = problems
+        super().__init__("\n".join(problems))
+
+    def problems(self):
+        return self._problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="imgx: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "diffusers", "transformers", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 for bad flags, 0 for --help
+        return int(exc.code or 0)
+    if getattr(args, "quiet", False):
+        logging.getLogger("imgx").setLevel(logging.WARNING)
+    handler = {"run": _cmd_run, "validate": _cmd_validate, "list": _cmd_list, "report": _cmd_report,
+               "compare": _cmd_compare, "baseline": _cmd_baseline}[args.command]
+    try:
+        return handler(args)
+    except ImgxError as exc:
+        for line in exc.problems():
+            print(f"imgx: error: {line}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `imgx list | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("imgx: interrupted; finished cases are in the ledger, re-run with the same --out to resume",
+              file=sys.stderr)
+        return 130

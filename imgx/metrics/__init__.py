@@ -1,0 +1,73 @@
+"""Metric metadata, declared once; reports, gates and comparisons read it from here.
+
+Computation lives in the submodules (pixel, frechet, clip, timing); this module imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgx.registry import Registry
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric means: display name, unit, direction and kind."""
+
+    name: str
+    display: str
+    unit: str
+    higher_is_better: bool
+    kind: str  # full-reference | no-reference | distribution | timing | memory
+    tasks: frozenset[str]
+    requestable: bool = True  # False for rows a task always emits (train_seconds) or that come with another
+    quality: bool = True  # False for timing and memory: compared only on the same machine
+
+    @property
+    def direction(self) -> str:
+        """``"higher"`` or ``"lower"`` is better."""
+        return "higher" if self.higher_is_better else "lower"
+
+
+METRICS = Registry("metric")
+
+
+def _metric(name, display, unit, higher, kind, tasks, requestable=True, quality=True):
+    METRICS.register(name, MetricInfo(name, display, unit, higher, kind, frozenset(tasks), requestable, quality),
+                     help=f"{display} ({'higher' if higher else 'lower'} is better)")
+
+
+_ALL = {"colorize", "generate", "edit"}
+_metric("mse", "MSE", "", False, "full-reference", {"colorize", "edit"})
+_metric("psnr", "PSNR", "dB", True, "full-reference", {"colorize", "edit"})
+_metric("ssim", "SSIM", "", True, "full-reference", {"colorize", "edit"})
+_metric("fid", "FID", "", False, "distribution", {"generate"})
+_metric("kid", "KID", "", False, "distribution", {"generate"})
+_metric("clip_score", "CLIP score", "", True, "no-reference", {"edit"})
+_metric("clip_image_similarity", "CLIP image similarity", "", True, "full-reference", {"edit"})
+_metric("clip_directional_similarity", "CLIP directional similarity", "", True, "full-reference", {"edit"})
+_metric("latency", "latency (p50, p90, per step, per stage)", "ms", False, "timing", {"edit", "generate", "colorize"},
+        quality=False)
+_metric("latency_ms_p50", "latency p50", "ms", False, "timing", _ALL, requestable=False, quality=False)
+_metric("latency_ms_p90", "latency p90", "ms", False, "timing", _ALL, requestable=False, quality=False)
+_metric("seconds_per_step", "seconds per denoising step", "s", False, "timing", {"edit"}, requestable=False,
+        quality=False)
+_metric("images_per_second", "images per second", "img/s", True, "timing", _ALL, requestable=False, quality=False)
+_metric("peak_memory_mb", "peak memory", "MB", False, "memory", _ALL, requestable=False, quality=False)
+_metric("train_seconds", "training time", "s", False, "timing", {"colorize", "generate"}, requestable=False,
+        quality=False)
+_metric("train_images_per_second", "training throughput", "img/s", True, "timing", {"colorize", "generate"},
+        requestable=False, quality=False)
+
+FEATURE_EXTRACTORS = Registry("feature extractor")
+FEATURE_EXTRACTORS.register("inception-v3", "imgx.metrics.features:InceptionV3Features",
+                            help="torch-fidelity Inception-v3 pool features (2048-d), the FID standard")
+FEATURE_EXTRACTORS.register("digits-classifier", "imgx.metrics.features:DigitsClassifierFeatures",
+                            help="small CNN trained on the embedded digits; domain FID that works offline")
+
+
+def metric_info(name: str) -> MetricInfo:
+    """Metadata for a metric name; per-stage latency rows (``latency_ms_<stage>``) share latency's."""
+    if name.startswith("latency_ms_") and name not in METRICS:
+        return MetricInfo(name, name.replace("_", " "), "ms", False, "timing", frozenset(_ALL), False, False)
+    return METRICS.get(name)

@@ -1,0 +1,30 @@
+"""Model registry. Entries are lazy so that validating a suite never imports diffusers or transformers.
+
+``meta["task"]`` names the task a model serves; ``meta["options"]`` the ``model:`` keys it accepts.
+"""
+
+from imgx.registry import Registry
+
+MODELS = Registry("model")
+MODELS.register("encoder-decoder", "imgx.models.colorizer:EncoderDecoder", task="colorize", options=set(),
+                help="the recipe's CNN colorizer: Conv 1-32-64 stride 2, ConvTranspose 64-32-3, Tanh")
+MODELS.register("unet", "imgx.models.colorizer:UNetColorizer", task="colorize", options=set(),
+                help="the same encoder-decoder with skip connections (U-Net)")
+MODELS.register("dcgan", "imgx.models.dcgan:DCGAN", task="generate", options={"latent_dim"},
+                help="DCGAN: noise (latent_dim) to 28x28x1 in [-1, 1], BCE, balanced updates")
+MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline", task="edit",
+                options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                help="diffusers StableDiffusionInstructPix2PixPipeline: hub id, local folder or 'tiny'")
+
+SCHEDULERS = Registry("scheduler")
+for _name, _cls in {
+    "euler-ancestral": "EulerAncestralDiscreteScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "ddim": "DDIMScheduler",
+    "dpm++-2m": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+}.items():
+    SCHEDULERS.register(_name, f"diffusers:{_cls}", help=f"diffusers.{_cls}")

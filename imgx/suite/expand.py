@@ -1,0 +1,91 @@
+"""Expand a suite's sweeps into cases: the cartesian product, each point with a readable id and a content key."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgx import __version__
+from imgx.data import fingerprint
+from imgx.suite.load import Suite, _set
+from imgx.suite.schema import SWEEP_AXES, CaseSpec
+
+# Axes that change how a case runs but not what it computes; they do not change the derived seed, so that
+# CPU and CUDA (or float16 and float32) outputs of the same point can be compared image for image.
+_SEED_NEUTRAL = {"device", "dtype", "attention", "compile", "channels_last", "cpu_threads"}
+
+
+@dataclass
+class Case:
+    """One runnable point of a suite.
+
+    Attributes:
+        id: readable id, ``base[axis=value,...]`` for sweep points, unique within the suite.
+        key: content hash of the resolved configuration, the data fingerprint and the imgx version.
+        params: the sweep point (axis -> value), in the order the suite lists the axes.
+        seed: the seed this case derives from the suite seed; recorded with every result.
+    """
+
+    suite: str
+    base_id: str
+    id: str
+    index: int
+    task: str
+    params: dict[str, Any]
+    seed: int
+    device: str
+    spec: CaseSpec
+    key: str
+    marks: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> str:
+        return self.spec.model.dtype if self.task == "edit" else "float32"
+
+
+def derive_seed(suite_seed: int, base_id: str, seed_param: Any) -> int:
+    """A stable 31-bit seed from the suite seed, the case id and the case's own seed setting."""
+    digest = hashlib.sha256(f"{suite_seed}/{base_id}/{seed_param}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def expand(suite: Suite) -> list[Case]:
+    """All cases of a validated suite, in file order, sweep points in row-major order of their axes."""
+    cases: list[Case] = []
+    for spec in suite.cases:
+        axes = dict(spec.sweep)
+        if isinstance(spec.device, list):
+            axes = {"device": list(spec.device), **axes} if len(spec.device) > 1 else axes
+        base = spec.model_dump(exclude={"sweep"})
+        if isinstance(spec.device, list):
+            base["device"] = spec.device[0]
+        names = list(axes)
+        for values in itertools.product(*(axes[n] for n in names)):
+            params = dict(zip(names, values, strict=True))
+            resolved = copy.deepcopy(base)
+            for name, value in params.items():
+                _set(resolved, SWEEP_AXES[name], value)
+            point = CaseSpec.model_validate(resolved)
+            case_id = spec.id + ("[" + ",".join(f"{n}={_fmt(v)}" for n, v in params.items()) + "]" if params else "")
+            seed = derive_seed(suite.spec.seed, spec.id, point.seed)
+            config = point.model_dump(mode="json", exclude={"marks", "gates", "regression", "max_invalid"})
+            payload = json.dumps({"config": config, "seed": seed, "data": fingerprint(point.data),
+                                  "imgx": __version__}, sort_keys=True)
+            marks = tuple(spec.marks) + (("gpu",) if str(point.device).startswith("cuda") else ())
+            cases.append(Case(
+                suite=suite.name, base_id=spec.id, id=case_id, index=len(cases), task=point.task, params=params,
+                seed=seed, device=str(point.device), spec=point, key=hashlib.sha256(payload.encode()).hexdigest()[:16],
+                marks=tuple(dict.fromkeys(marks)), config=config,
+            ))
+    return cases

@@ -1,0 +1,8 @@
+"""Tasks: the only modules that know the steps of a task. Each exposes ``run(case, ctx) -> CaseResult``."""
+
+from imgx.registry import Registry
+
+TASKS = Registry("task")
+TASKS.register("colorize", "imgx.tasks.colorize:run", help="train a grayscale-to-colour model, score the test split")
+TASKS.register("generate", "imgx.tasks.generate:run", help="train a GAN from noise, score samples with FID/KID")
+TASKS.register("edit", "imgx.tasks.edit:run", help="text-guided editing with a diffusion pipeline, swept")
