@@ -1,0 +1,681 @@
+"""Baselines and noise-aware regression checks: a candidate run against a baseline run or baseline JSON file.
+
+A change counts as a regression only when it goes the wrong way (``metric_info(name).higher_is_better``),
+exceeds the tolerance (the suite's ``regression:`` entry, else 2% for quality and 10% for timing/memory
+metrics) AND lies outside the noise: the metric's confidence interval, or the spread across seed points of
+the same case (a ``seed`` sweep axis). Timing metrics compare medians, with a threshold of at least the
+spread seen in the baseline, and only between like machines unless asked (``latency=True``).
+
+This module imports no torch; it reads run directories (:func:`imgx.results.load_run`) and baseline files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from imgx.errors import RunDirError
+
+BASELINE_FORMAT = 1
+VERDICTS = ("regression", "improvement", "unchanged", "new", "missing", "not-compared")
+DEFAULT_TOLERANCES = {"quality": "2%", "timing": "10%"}
+# Environment keys that do not describe the machine or the libraries (paths move between checkouts).
+_ENV_IGNORED = {"executable"}
+_TOLERANCE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*(%?)\s*$")
+
+
+# ----------------------------------------------------------------------------------------------- data classes
+@dataclass
+class MetricComparison:
+    """One metric of one case (or of one seed group) compared between baseline and candidate.
+
+    Attributes:
+        case_id: the case id, or for a seed sweep the group id with ``seed=*`` (values averaged over seeds).
+        metric: the metric name (``ssim``, ``latency_ms_p50``...).
+        reference: empty for the model under test, else the reference row's name (``gray-copy``...).
+        baseline: the baseline value (mean over seeds for quality, median for timing), None when absent.
+        candidate: the candidate value, None when absent.
+        change: ``candidate - baseline``, None when either is absent.
+        change_pct: ``100 * change / |baseline|``, None when undefined.
+        tolerance: the tolerance applied, as written (``"2%"``, ``"0.01"``), with ``(default)`` when defaulted.
+        direction: ``"higher"`` or ``"lower"`` is better.
+        verdict: one of ``regression, improvement, unchanged, new, missing, not-compared``.
+        detail: one sentence a reader can act on (why this verdict).
+        noise: half-width of the noise band on ``change`` (CI or seed spread), None when unknown.
+    """
+
+    case_id: str
+    metric: str
+    reference: str
+    baseline: float | None
+    candidate: float | None
+    change: float | None
+    change_pct: float | None
+    tolerance: str
+    direction: str
+    verdict: str
+    detail: str
+    noise: float | None = None
+    unit: str = ""
+    timing: bool = False  # timing/memory metric (compared only on like machines)
+    threshold: float | None = None  # the absolute change that had to be exceeded (tolerance, or baseline spread)
+    baseline_spread: dict[str, Any] | None = None  # {"n": seeds, "std":, "min":, "max":, "ci_low":, "ci_high":}
+    candidate_spread: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        """``case_id: metric`` plus ``(vs reference)`` for reference rows."""
+        return f"{self.case_id}: {self.metric}" + (f" (vs {self.reference})" if self.reference else "")
+
+
+@dataclass
+class Comparison:
+    """The outcome of comparing a candidate run with a baseline."""
+
+    baseline_label: str
+    candidate_label: str
+    rows: list[MetricComparison] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    environment_diffs: list[str] = field(default_factory=list)
+    latency_compared: bool = True
+    baseline_info: dict[str, Any] = field(default_factory=dict)  # provenance: suite, sha, imgx version, commit
+    candidate_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def regressions(self) -> list[MetricComparison]:
+        return [r for r in self.rows if r.verdict == "regression"]
+
+    @property
+    def improvements(self) -> list[MetricComparison]:
+        return [r for r in self.rows if r.verdict == "improvement"]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any regression was found, else 0."""
+        return 1 if self.regressions else 0
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows per verdict (every verdict present, zeros included)."""
+        out = dict.fromkeys(VERDICTS, 0)
+        for r in self.rows:
+            out[r.verdict] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``comparison.json``)."""
+        return {"baseline": self.baseline_label, "candidate": self.candidate_label, "exit_code": self.exit_code,
+                "counts": self.counts(), "warnings": self.warnings, "environment_diffs": self.environment_diffs,
+                "latency_compared": self.latency_compared, "baseline_info": self.baseline_info,
+                "candidate_info": self.candidate_info, "rows": [asdict(r) for r in self.rows]}
+
+
+# ------------------------------------------------------------------------------------------ measurements
+@dataclass
+class Measurement:
+    """A metric value with what is known of its noise."""
+
+    value: float | None
+    unit: str = ""
+    status: str = "ok"
+    detail: str = ""
+    n: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    values: list[float] = field(default_factory=list)  # per seed point, when aggregated over a seed sweep
+    spread: float | None = None  # std across seed points (of the group this value belongs to)
+    n_seeds: int = 1  # how many seed points were averaged into ``value``
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.value is not None
+
+    @property
+    def ci_half_width(self) -> float | None:
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return abs(self.ci_high - self.ci_low) / 2
+
+    def spread_info(self) -> dict[str, Any] | None:
+        info: dict[str, Any] = {}
+        if self.values and len(self.values) > 1:
+            info.update(n=len(self.values), std=self.spread, min=min(self.values), max=max(self.values))
+        elif self.spread is not None:
+            info.update(std=self.spread)
+        if self.ci_half_width is not None:
+            info.update(ci_low=self.ci_low, ci_high=self.ci_high)
+        return info or None
+
+
+@dataclass
+class CaseEntry:
+    """One case (or seed group) of a run: identity, status, tolerances and metric measurements."""
+
+    case_id: str
+    base_id: str
+    params: dict[str, Any]
+    device: str
+    status: str
+    detail: str = ""
+    regression: dict[str, str] = field(default_factory=dict)
+    metrics: dict[tuple[str, str], Measurement] = field(default_factory=dict)
+    members: list[str] = field(default_factory=list)  # case ids aggregated into a group
+
+
+@dataclass
+class Snapshot:
+    """A run directory or baseline file, reduced to what a comparison needs."""
+
+    label: str
+    info: dict[str, Any]
+    environment: dict[str, Any]
+    cases: dict[str, CaseEntry]
+
+
+def _fmt_param(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def group_id(base_id: str, params: dict[str, Any]) -> str:
+    """The id of a seed group: the case id with the seed value replaced by ``*`` (the case id if no seed axis)."""
+    if not params:
+        return base_id
+    parts = [f"{k}={'*' if k == 'seed' else _fmt_param(v)}" for k, v in params.items()]
+    return f"{base_id}[{','.join(parts)}]"
+
+
+def is_timing(metric: str) -> bool:
+    """True for timing and memory metrics (machine-dependent), False for quality metrics."""
+    return not _info(metric).quality
+
+
+def _info(metric: str):
+    from imgx.metrics import MetricInfo, metric_info
+
+    try:
+        return metric_info(metric)
+    except Exception:  # noqa: BLE001 - an unknown metric in an old run: quality, higher is better is a guess
+        timing = metric.startswith(("latency", "peak_memory", "train_seconds"))  # we name ourselves
+        return MetricInfo(metric, metric, "", not timing, "timing" if timing else "unknown", frozenset(),
+                          False, not timing)
+
+
+def _measurement(row: dict[str, Any]) -> Measurement:
+    return Measurement(value=row.get("value"), unit=row.get("unit") or "", status=row.get("status") or "ok",
+                       detail=row.get("detail") or "", n=row.get("n"), ci_low=row.get("ci_low"),
+                       ci_high=row.get("ci_high"))
+
+
+def _entry_from_record(record: dict[str, Any]) -> CaseEntry:
+    metrics = {}
+    for row in record.get("rows", []):
+        metrics[(row["metric"], row.get("reference") or "")] = _measurement(row)
+    return CaseEntry(case_id=record["case_id"], base_id=record.get("base_id") or record["case_id"],
+                     params=dict(record.get("params") or {}), device=str(record.get("device", "")),
+                     status=record.get("status", "ok"), detail=record.get("detail") or "",
+                     regression=dict(record.get("regression") or {}), metrics=metrics)
+
+
+def snapshot_from_records(label: str, manifest: dict[str, Any], records: list[dict[str, Any]]) -> Snapshot:
+    """A snapshot of ledger records (``cases/<key>.json``) with their manifest."""
+    info = {k: manifest.get(k) for k in ("suite", "suite_path", "suite_sha256", "imgx_version", "git_commit",
+                                         "started", "ended")}
+    cases = {}
+    for rec in records:
+        entry = _entry_from_record(rec)
+        cases[entry.case_id] = entry
+    return Snapshot(label=label, info=info, environment=dict(manifest.get("environment") or {}), cases=cases)
+
+
+def load_snapshot(path: str | Path) -> Snapshot:
+    """Read a run directory or a baseline JSON file.
+
+    Raises:
+        RunDirError: when ``path`` is neither.
+    """
+    from imgx.results import load_run
+
+    path = Path(path)
+    if path.is_dir():
+        manifest, records = load_run(path)
+        return snapshot_from_records(str(path), manifest, records)
+    if not path.exists():
+        raise RunDirError(f"{path}: no such run directory or baseline file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: not a baseline file (not valid JSON: {exc})") from None
+    if not isinstance(data, dict) or "imgx_baseline" not in data:
+        raise RunDirError(f"{path}: not an imgx baseline file (no 'imgx_baseline' key); "
+                          "write one with 'imgx baseline RUN_DIR --out FILE'")
+    if int(data["imgx_baseline"]) > BASELINE_FORMAT:
+        raise RunDirError(f"{path}: baseline format {data['imgx_baseline']} is newer than this imgx reads "
+                          f"({BASELINE_FORMAT}); upgrade imgx")
+    cases = {}
+    for case_id, c in data.get("cases", {}).items():
+        metrics = {(m["metric"], m.get("reference") or ""): _measurement(m) for m in c.get("metrics", [])}
+        cases[case_id] = CaseEntry(case_id=case_id, base_id=c.get("base_id") or case_id,
+                                   params=dict(c.get("params") or {}), device=str(c.get("device", "")),
+                                   status=c.get("status", "ok"), detail=c.get("detail") or "",
+                                   regression=dict(c.get("regression") or {}), metrics=metrics)
+    return Snapshot(label=str(path), info=dict(data.get("provenance") or {}),
+                    environment=dict(data.get("environment") or {}), cases=cases)
+
+
+def _aggregate(ms: list[Measurement], timing: bool) -> Measurement:
+    """Combine one metric over the seed points of a group: mean for quality, median for timing."""
+    ok = [m for m in ms if m.ok]
+    if not ok:
+        first = ms[0]
+        return Measurement(None, first.unit, first.status, first.detail, n_seeds=len(ms))
+    if len(ok) == 1 and len(ms) == 1:
+        return ok[0]
+    values = [float(m.value) for m in ok]
+    value = statistics.median(values) if timing else statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else None
+    detail = "" if len(ok) == len(ms) else f"{len(ok)} of {len(ms)} seed points have a value"
+    return Measurement(value, ok[0].unit, "ok", detail, n=sum(m.n or 0 for m in ok) or None, values=values,
+                       spread=spread, n_seeds=len(values))
+
+
+def group_snapshot(snap: Snapshot) -> Snapshot:
+    """Fold the seed points of each case into one entry per seed group (other cases pass through)."""
+    groups: dict[str, list[CaseEntry]] = {}
+    for entry in snap.cases.values():
+        groups.setdefault(group_id(entry.base_id, entry.params), []).append(entry)
+    cases = {}
+    for gid, members in groups.items():
+        if len(members) == 1 and "seed" not in members[0].params:
+            cases[gid] = members[0]
+            continue
+        keys = list(dict.fromkeys(k for m in members for k in m.metrics))
+        metrics = {}
+        for key in keys:
+            ms = [m.metrics.get(key, Measurement(None, status="missing", detail=f"no {key[0]} row")) for m in members]
+            metrics[key] = _aggregate(ms, is_timing(key[0]))
+        statuses = {m.status for m in members}
+        status = "ok" if "ok" in statuses else sorted(statuses)[0]
+        failed = [f"{m.case_id}: {m.detail}" for m in members if m.status == "failed"]
+        first = members[0]
+        cases[gid] = CaseEntry(case_id=gid, base_id=first.base_id,
+                               params={k: ("*" if k == "seed" else v) for k, v in first.params.items()},
+                               device=first.device, status="failed" if failed else status,
+                               detail="; ".join(failed) or first.detail, regression=first.regression,
+                               metrics=metrics, members=[m.case_id for m in members])
+    return Snapshot(snap.label, snap.info, snap.environment, cases)
+
+
+def with_group_spread(snap: Snapshot) -> Snapshot:
+    """Per-case entries whose measurements carry the spread of their seed group (for one-case comparisons)."""
+    grouped = group_snapshot(snap)
+    by_case = {m: g for g in grouped.cases.values() for m in g.members}
+    for entry in snap.cases.values():
+        group = by_case.get(entry.case_id)
+        if group is None:
+            continue
+        for key, m in entry.metrics.items():
+            agg = group.metrics.get(key)
+            if agg is not None and agg.spread is not None:
+                m.spread, m.values, m.n_seeds = agg.spread, list(agg.values), 1
+    return snap
+
+
+# ------------------------------------------------------------------------------------------- tolerances
+def parse_tolerance(text: str | float) -> tuple[float, bool]:
+    """``"2%"`` -> ``(2.0, True)``; ``"0.01"`` or ``0.01`` -> ``(0.01, False)`` (an absolute change)."""
+    m = _TOLERANCE.match(str(text))
+    if not m:
+        raise ValueError(f"tolerance {text!r} is not a number or a percentage like 2%")
+    return float(m.group(1)), m.group(3) == "%"
+
+
+def default_tolerance(metric: str) -> str:
+    """2% for quality metrics, 10% for timing and memory metrics."""
+    return DEFAULT_TOLERANCES["timing" if is_timing(metric) else "quality"]
+
+
+def _tolerance_for(metric: str, *sources: dict[str, str] | None) -> tuple[str, bool]:
+    """The tolerance text and whether it is the default. ``latency`` in a suite covers every latency row."""
+    for src in sources:
+        if not src:
+            continue
+        if metric in src:
+            return str(src[metric]), False
+        if metric.startswith("latency_ms_") and "latency" in src:
+            return str(src["latency"]), False
+    return default_tolerance(metric), True
+
+
+def suite_tolerances(suite_path: str | Path | None) -> dict[str, dict[str, str]]:
+    """``base_id -> {metric: tolerance}`` from a suite file, or ``{}`` when it cannot be read."""
+    if not suite_path or not Path(suite_path).is_file():
+        return {}
+    try:
+        from imgx.suite import load_suite
+
+        suite = load_suite(suite_path)
+    except Exception:  # noqa: BLE001 - an unreadable suite falls back to the baseline's or the defaults
+        return {}
+    return {c.id: dict(c.regression) for c in suite.cases}
+
+
+# ------------------------------------------------------------------------------------------ environment
+def _flatten(env: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in env.items():
+        if k in _ENV_IGNORED:
+            continue
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def environment_diffs(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
+    """What differs between two ``manifest["environment"]`` dicts: ``"versions.torch: 2.4.0 -> 2.5.1"``."""
+    if not baseline or not candidate:
+        return ["environment not recorded on the " + ("baseline" if not baseline else "candidate") + " side"]
+    a, b = _flatten(baseline), _flatten(candidate)
+    diffs = []
+    for key in dict.fromkeys([*a, *b]):
+        if a.get(key) != b.get(key):
+            diffs.append(f"{key}: {a.get(key, '(absent)')} -> {b.get(key, '(absent)')}")
+    return diffs
+
+
+# ------------------------------------------------------------------------------------------- comparing
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _noise(b: Measurement, c: Measurement) -> float | None:
+    """Half-width of the noise band on ``c - b``: the larger of the CI-based and the seed-spread-based bands.
+
+    CIs: the two half-widths in quadrature (one side's CI stands in for the other when it has none).
+    Seeds: two standard errors of a difference of means, ``2 * sqrt(s_b^2 / n_b + s_c^2 / n_c)``.
+    """
+    bands = []
+    hb, hc = b.ci_half_width, c.ci_half_width
+    if hb is not None or hc is not None:
+        hb = hb if hb is not None else hc
+        hc = hc if hc is not None else hb
+        bands.append(math.hypot(hb, hc))
+    sb = b.spread if b.spread is not None else c.spread
+    sc = c.spread if c.spread is not None else sb
+    if sb is not None:
+        bands.append(2 * math.sqrt(sb**2 / max(b.n_seeds, 1) + sc**2 / max(c.n_seeds, 1)))
+    return max(bands) if bands else None
+
+
+def _timing_spread(b: Measurement) -> float:
+    """The spread seen in the baseline of a timing metric: half its CI, or half its range across seeds."""
+    spread = 0.0
+    if b.ci_half_width is not None:
+        spread = max(spread, b.ci_half_width)
+    if len(b.values) > 1:
+        spread = max(spread, (max(b.values) - min(b.values)) / 2)
+    return spread
+
+
+def compare_measurements(case_id: str, metric: str, reference: str, b: Measurement | None, c: Measurement | None,
+                         *, tolerance: str, defaulted: bool = False, latency_ok: bool = True,
+                         latency_reason: str = "", candidate_case_status: str = "ok",
+                         candidate_case_detail: str = "") -> MetricComparison:
+    """Compare one metric; see the module docstring for the rule."""
+    info = _info(metric)
+    timing = not info.quality
+    tol_text = tolerance + (" (default)" if defaulted else "")
+    row = MetricComparison(case_id=case_id, metric=metric, reference=reference,
+                           baseline=b.value if b and b.ok else None, candidate=c.value if c and c.ok else None,
+                           change=None, change_pct=None, tolerance=tol_text, direction=info.direction,
+                           verdict="unchanged", detail="", unit=(b or c).unit if (b or c) else "", timing=timing,
+                           baseline_spread=b.spread_info() if b else None,
+                           candidate_spread=c.spread_info() if c else None)
+    if not (b and b.ok):
+        if c and c.ok:
+            row.verdict = "new"
+            row.detail = "no baseline value" + (f" (baseline: {b.status}: {b.detail})".rstrip(": )") + ")"
+                                                if b else "")
+        else:
+            row.verdict = "not-compared"
+            row.detail = "no ok value on either side"
+        return row
+    if not (c and c.ok):
+        if candidate_case_status == "failed" or (c and c.status == "failed"):
+            row.verdict = "regression"
+            row.detail = f"candidate failed: {(c.detail if c and c.detail else candidate_case_detail) or 'no reason'}"
+        else:
+            row.verdict = "missing"
+            why = f"{c.status}: {c.detail}" if c else (f"case {candidate_case_status}: {candidate_case_detail}"
+                                                       if candidate_case_status != "ok" else "no such row")
+            row.detail = f"no candidate value ({why.rstrip(': ')})"
+        return row
+    change = c.value - b.value
+    row.change = change
+    row.change_pct = 100.0 * change / abs(b.value) if b.value else None
+    tol, pct = parse_tolerance(tolerance)
+    threshold = abs(b.value) * tol / 100.0 if pct else tol
+    spread_note = ""
+    if timing:
+        spread = _timing_spread(b)
+        if spread > threshold:
+            threshold, spread_note = spread, f" (baseline spread {_fmt(spread)} {row.unit} is wider than the tolerance)"
+    row.threshold = threshold
+    noise = _noise(b, c)
+    row.noise = noise
+    pct_text = f"{row.change_pct:+.2f}%" if row.change_pct is not None else f"{change:+.4g}"
+    if timing and not latency_ok:
+        row.verdict = "not-compared"
+        row.detail = f"{pct_text}; {latency_reason or 'different machines'}: timing is compared only on like " \
+                     "machines (pass --latency to compare anyway)"
+        return row
+    worse = -change if info.higher_is_better else change
+    if abs(change) <= threshold:
+        row.verdict = "unchanged"
+        row.detail = f"{pct_text} is within the tolerance {tol_text}{spread_note}"
+    elif noise is not None and abs(change) <= noise:
+        row.verdict = "unchanged"
+        row.detail = f"{pct_text} exceeds the tolerance {tol_text} but is within the noise (±{_fmt(noise)})"
+    else:
+        row.verdict = "regression" if worse > 0 else "improvement"
+        bound = b.value - threshold if info.higher_is_better else b.value + threshold
+        noise_text = f", noise ±{_fmt(noise)}" if noise is not None else ""
+        row.detail = (f"{metric} {_fmt(b.value)} -> {_fmt(c.value)} ({pct_text}); {info.direction} is better, "
+                      f"tolerance {tol_text}{spread_note} allows {'>=' if info.higher_is_better else '<='} "
+                      f"{_fmt(bound)}{noise_text}")
+    if reference and row.verdict in ("regression", "improvement"):
+        # A reference row (e.g. the grayscale copy) measures the data, not the model: it moving is a warning.
+        row.detail = f"reference moved ({row.verdict}): {row.detail}; the data or reference changed"
+        row.verdict = "not-compared"
+    if timing and c.ci_high is not None and b.ci_high is not None:
+        row.detail += f"; spread: baseline [{_fmt(b.ci_low)}, {_fmt(b.ci_high)}], " \
+                      f"candidate [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] {row.unit}"
+    return row
+
+
+def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool = False,
+                      tolerances: dict[str, dict[str, str]] | None = None) -> Comparison:
+    """Compare two snapshots case by case (entries with the same id), metric by metric.
+
+    Args:
+        latency: compare timing metrics even when the environments differ.
+        tolerances: ``base_id -> {metric: tolerance}`` (e.g. from the suite); they override what the
+            records and the baseline carry.
+    """
+    env_diffs = environment_diffs(baseline.environment, candidate.environment)
+    comp = Comparison(baseline_label=baseline.label, candidate_label=candidate.label, environment_diffs=env_diffs,
+                      latency_compared=latency or not env_diffs, baseline_info=baseline.info,
+                      candidate_info=candidate.info)
+    if env_diffs:
+        listed = "; ".join(env_diffs[:8]) + (f"; and {len(env_diffs) - 8} more" if len(env_diffs) > 8 else "")
+        comp.warnings.append(f"baseline and candidate ran on different machines or library versions ({listed}); "
+                             + ("timing metrics are compared anyway (--latency)" if latency else
+                                "quality metrics are compared, timing metrics are not (pass --latency to compare)"))
+    bsha, csha = baseline.info.get("suite_sha256"), candidate.info.get("suite_sha256")
+    if bsha and csha and bsha != csha:
+        comp.warnings.append(f"the suite file changed since the baseline (sha256 {bsha[:12]} -> {csha[:12]})")
+    tolerances = tolerances or {}
+    for case_id in dict.fromkeys([*baseline.cases, *candidate.cases]):
+        b, c = baseline.cases.get(case_id), candidate.cases.get(case_id)
+        base_id = (c or b).base_id
+        latency_ok, reason = comp.latency_compared, "different machines or library versions"
+        if b and c and b.device != c.device and not latency:
+            latency_ok, reason = False, f"different devices ({b.device} -> {c.device})"
+        keys = list(dict.fromkeys([*(b.metrics if b else {}), *(c.metrics if c else {})]))
+        if c is None and b is not None:
+            comp.warnings.append(f"{case_id}: in the baseline but not in the candidate run")
+        for metric, reference in keys:
+            tol, defaulted = _tolerance_for(metric, tolerances.get(base_id), c.regression if c else None,
+                                            b.regression if b else None)
+            row = compare_measurements(
+                case_id, metric, reference, b.metrics.get((metric, reference)) if b else None,
+                c.metrics.get((metric, reference)) if c else None, tolerance=tol, defaulted=defaulted,
+                latency_ok=latency_ok, latency_reason=reason,
+                candidate_case_status=c.status if c else "missing",
+                candidate_case_detail=(c.detail if c else "case not in the candidate run"))
+            comp.rows.append(row)
+            if reference and row.verdict == "not-compared" and row.detail.startswith("reference moved"):
+                comp.warnings.append(f"{row.label}: {row.detail}")
+        if c is not None and c.status == "failed" and not keys:
+            comp.rows.append(MetricComparison(case_id, "(case)", "", None, None, None, None, "", "", "regression",
+                                              f"candidate failed: {c.detail}"))
+    return comp
+
+
+def compare_runs(baseline: str | Path | Snapshot, candidate: str | Path | Snapshot, *,
+                 latency: bool = False) -> Comparison:
+    """Compare a candidate run directory with a baseline run directory or baseline JSON file.
+
+    Seed points of the same case (a ``seed`` sweep axis) are folded into one row per group: the mean (median
+    for timing) with the spread across seeds as noise. Tolerances come from the candidate's suite file when it
+    is readable, else from what the baseline recorded, else the defaults.
+    """
+    b = baseline if isinstance(baseline, Snapshot) else load_snapshot(baseline)
+    c = candidate if isinstance(candidate, Snapshot) else load_snapshot(candidate)
+    tolerances = suite_tolerances(c.info.get("suite_path")) if c.info.get("suite_path") else {}
+    return compare_snapshots(group_snapshot(b), group_snapshot(c), latency=latency, tolerances=tolerances)
+
+
+# -------------------------------------------------------------------------------------------- baselines
+def baseline_data(run_dir: str | Path) -> dict[str, Any]:
+    """The baseline JSON object of a run directory: per case and metric, value, CI and seed spread, plus provenance."""
+    from imgx import __version__
+    from imgx.results import load_run
+
+    run_dir = Path(run_dir)
+    manifest, records = load_run(run_dir)
+    if not records:
+        raise RunDirError(f"{run_dir}: no finished cases to make a baseline from")
+    tolerances = suite_tolerances(manifest.get("suite_path"))
+    cases = {}
+    for rec in records:
+        cases[rec["case_id"]] = {
+            "base_id": rec.get("base_id"), "params": rec.get("params") or {}, "seed": rec.get("seed"),
+            "device": rec.get("device"), "dtype": rec.get("dtype"), "status": rec.get("status"),
+            "detail": rec.get("detail") or "",
+            "regression": rec.get("regression") or tolerances.get(rec.get("base_id"), {}),
+            "metrics": [{k: r.get(k) for k in ("metric", "reference", "value", "unit", "n", "ci_low", "ci_high",
+                                               "status", "detail")} for r in rec.get("rows", [])],
+        }
+    snap = group_snapshot(snapshot_from_records(str(run_dir), manifest, records))
+    groups = {}
+    for gid, entry in snap.cases.items():
+        if not entry.members:
+            continue
+        groups[gid] = {"cases": entry.members, "metrics": [
+            {"metric": m, "reference": ref, "value": ms.value, "seeds": ms.n_seeds, "std": ms.spread,
+             "min": min(ms.values) if ms.values else None, "max": max(ms.values) if ms.values else None}
+            for (m, ref), ms in entry.metrics.items()]}
+    return {
+        "imgx_baseline": BASELINE_FORMAT,
+        "provenance": {"suite": manifest.get("suite"), "suite_path": manifest.get("suite_path"),
+                       "suite_sha256": manifest.get("suite_sha256"),
+                       "imgx_version": manifest.get("imgx_version"), "git_commit": manifest.get("git_commit"),
+                       "run_started": manifest.get("started"), "run_ended": manifest.get("ended"),
+                       "written_by": f"imgx {__version__}",
+                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "environment": manifest.get("environment") or {},
+        "default_tolerances": DEFAULT_TOLERANCES,
+        "cases": cases,
+        "seed_groups": groups,
+    }
+
+
+def write_baseline(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the baseline JSON of ``run_dir`` to ``out`` (atomically); returns the path."""
+    from imgx.results import atomic_write_json
+
+    out = Path(out)
+    if out.is_dir():
+        raise RunDirError(f"--out {out}: is a directory; give a file name such as {out / 'baseline.json'}")
+    atomic_write_json(out, baseline_data(run_dir))
+    return out
+
+
+def baseline_command(run_dir: str | Path, out: str | Path) -> int:
+    """``imgx baseline RUN_DIR --out FILE``; returns the exit code."""
+    path = write_baseline(run_dir, out)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    n_metrics = sum(len(c["metrics"]) for c in data["cases"].values())
+    print(f"wrote {path}: {len(data['cases'])} cases, {n_metrics} metric rows "
+          f"(suite {data['provenance']['suite']}, imgx {data['provenance']['imgx_version']})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- output
+def summary_markdown(comp: Comparison, limit: int = 50) -> str:
+    """A short markdown summary: verdict counts, warnings, then regressions and improvements in a table."""
+    counts = comp.counts()
+    verdict = "REGRESSION" if comp.regressions else "no regression"
+    lines = [f"# imgx compare: {verdict}", "", f"- baseline: `{comp.baseline_label}`",
+             f"- candidate: `{comp.candidate_label}`",
+             "- " + ", ".join(f"{v}: {n}" for v, n in counts.items() if n), ""]
+    if comp.warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in comp.warnings] + [""]
+    shown = [r for r in comp.rows if r.verdict in ("regression", "improvement", "missing", "new")]
+    if shown:
+        lines += ["| verdict | case | metric | baseline | candidate | change | tolerance | detail |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in shown[:limit]:
+            change = f"{r.change_pct:+.2f}%" if r.change_pct is not None else _fmt(r.change)
+            metric = r.metric + (f" (vs {r.reference})" if r.reference else "")
+            detail, case = r.detail.replace("|", "\\|"), r.case_id.replace("|", "\\|")
+            lines.append(f"| {r.verdict} | {case} | {metric} | {_fmt(r.baseline)} | "
+                         f"{_fmt(r.candidate)} | {change} | {r.tolerance} | {detail} |")
+        if len(shown) > limit:
+            lines.append(f"\n... and {len(shown) - limit} more rows (see comparison.json)")
+    else:
+        lines.append("Every compared metric is within its tolerance or the noise.")
+    return "\n".join(lines) + "\n"
+
+
+def compare_command(baseline: str | Path, candidate: str | Path, *, out: str | Path | None = None,
+                    latency: bool = False) -> int:
+    """``imgx compare BASELINE CANDIDATE [--out DIR] [--latency]``; 1 on regression, else 0."""
+    from imgx.results import atomic_write_json, atomic_write_text
+
+    candidate = Path(candidate)
+    if not candidate.is_dir():
+        raise RunDirError(f"{candidate}: the candidate must be a run directory")
+    comp = compare_runs(baseline, candidate, latency=latency)
+    out_dir = Path(out) if out else candidate / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "comparison.json", comp.to_dict())
+    summary = summary_markdown(comp)
+    try:
+        from imgx.report.compare_report import write_comparison
+    except ImportError:
+        atomic_write_text(out_dir / "summary.md", summary)
+    else:
+        baseline_dir = Path(baseline) if Path(baseline).is_dir() else None
+        write_comparison(comp, out_dir, baseline_dir, candidate)
+        if not (out_dir / "summary.md").exists():
+            atomic_write_text(out_dir / "summary.md", summary)
+    print(summary, end="")
+    return comp.exit_code
