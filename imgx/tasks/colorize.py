@@ -1,0 +1,81 @@
+"""The ``colorize`` task: train a colorizer to fixed epochs, score it on held-out crops against gray-copy."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from imgx.data import DATASETS
+from imgx.imageio import grid, rgb_to_gray, tensor_to_array, to_unit
+from imgx.metrics import metric_info
+from imgx.metrics.pixel import PIXEL_METRICS
+from imgx.metrics.stats import mean_with_ci
+from imgx.models import MODELS
+from imgx.results import CaseResult, MetricRow
+from imgx.train.supervised import fit, predict
+
+GRID_IMAGES = 8
+
+
+def error_heatmap(pred01: torch.Tensor, target01: torch.Tensor) -> np.ndarray:
+    """Per-pixel absolute error (mean over channels) as an ``(N, H, W, 3)`` uint8 'inferno' heat map, 0..0.5."""
+    from matplotlib import colormaps
+
+    err = (pred01 - target01).abs().mean(dim=1).clamp(0, 0.5).div(0.5).numpy()
+    return (colormaps["inferno"](err)[..., :3] * 255).round().astype(np.uint8)
+
+
+def score_rows(pred01: torch.Tensor, target01: torch.Tensor, metrics: list[str], reference: str,
+               seed: int) -> list[MetricRow]:
+    """Rows for the requested pixel metrics: mean over images with a bootstrap CI, in ``[0, 1]`` data range."""
+    rows = []
+    for name in metrics:
+        if name not in PIXEL_METRICS:
+            continue
+        values = PIXEL_METRICS[name](pred01, target01).numpy()
+        mean, low, high, n = mean_with_ci(values, seed=seed)
+        rows.append(MetricRow(name, mean, metric_info(name).unit, reference, n, low, high,
+                              detail="data_range=1.0 on [0,1] RGB"))
+    return rows
+
+
+def run(case, ctx) -> CaseResult:
+    """Train the case's colorizer and score it; see the module docstring."""
+    spec = case.spec
+    data = DATASETS.get(spec.data.name)(spec.data, case.seed, "colorize")
+    train_rgb, test_rgb = data["train"], data["test"]
+    train_gray, test_gray = rgb_to_gray(train_rgb), rgb_to_gray(test_rgb)
+    model = MODELS.get(spec.model.name)()
+    t0 = time.perf_counter()
+    history = fit(model, train_gray, train_rgb, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
+                  lr=spec.train.lr, seed=case.seed, device=case.device, test=(test_gray, test_rgb),
+                  progress=ctx.progress)
+    train_seconds = time.perf_counter() - t0
+    pred = predict(model, test_gray, device=case.device)
+
+    pred01, target01 = to_unit(pred), to_unit(test_rgb)
+    gray01 = to_unit(test_gray).expand(-1, 3, -1, -1)
+    rows = score_rows(pred01, target01, spec.metrics, "", case.seed)
+    rows += score_rows(gray01, target01, spec.metrics, "gray-copy", case.seed)
+    images = len(train_rgb) * spec.train.epochs
+    rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
+    rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))
+    if "latency" in spec.metrics:
+        from imgx.metrics.timing import latency_rows
+
+        batch = test_gray[:64].to(case.device)
+        rows += latency_rows(lambda: model(batch), device=case.device, warmup=2, repeats=20, items=len(batch))
+
+    k = min(GRID_IMAGES, len(test_rgb))
+    sample = grid([tensor_to_array(test_gray[:k]), tensor_to_array(pred[:k]), tensor_to_array(test_rgb[:k]),
+                   error_heatmap(pred01[:k], target01[:k])], scale=max(1, 96 // test_rgb.shape[-1]))
+    grid_path = ctx.save_image(sample, case.id, "grid")
+    return CaseResult(
+        rows=rows,
+        history=history,
+        artifacts={"grid": grid_path, "grid_rows": ["gray input", "output", "target", "error |output - target|"]},
+        info={"data": data["info"], "parameters": sum(p.numel() for p in model.parameters()),
+              "torch_threads": torch.get_num_threads(), "train_images": len(train_rgb)},
+    )

@@ -1,0 +1,1 @@
+"""Training loops: supervised (fixed epochs over preloaded tensors) and adversarial (GAN)."""
