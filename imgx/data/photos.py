@@ -55,7 +55,12 @@ def _pyramid(img: np.ndarray, size: int) -> list[np.ndarray]:
 
 def crops(names: list[str], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` random ``size``x``size`` crops drawn evenly from the named photos: ``(count, size, size, 3)`` uint8."""
-    levels = [lvl for n in names for lvl in _pyramid(photo(n), size)]
+    return crops_from_arrays([photo(n) for n in names], count, size, rng)
+
+
+def crops_from_arrays(images: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random crops from ``(H, W, 3)`` uint8 images at several scales: ``(count, size, size, 3)``."""
+    levels = [lvl for img in images for lvl in _pyramid(img, size)]
     out = np.empty((count, size, size, 3), np.uint8)
     which = rng.integers(0, len(levels), size=count)
     for i, k in enumerate(which):

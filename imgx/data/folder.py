@@ -1,0 +1,113 @@
+"""``folder`` (a user's own images, for any task) and ``edit-csv`` (image, instruction, captions per row).
+
+Every file is opened through :func:`imgx.imageio.open_rgb`: grayscale, RGBA, palette and 16-bit images are
+converted; empty, truncated, corrupt, non-image and oversized files are refused with the file named.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgx.data.photos import crops_from_arrays, square
+from imgx.errors import DataError
+from imgx.imageio import IMAGE_SUFFIXES, array_to_tensor, open_rgb
+
+CSV_COLUMNS = ("image", "instruction", "input_caption", "output_caption")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, by suffix), sorted; refuses a missing or empty folder."""
+    root = Path(folder)
+    if not root.exists():
+        raise DataError(f"data.path {root}: no such folder")
+    if not root.is_dir():
+        raise DataError(f"data.path {root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"data.path {root}: no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _split(files: list[Path], seed: int) -> tuple[list[Path], list[Path]]:
+    """Hold out about a fifth of the files (at least one) for testing, chosen by the seed."""
+    if len(files) < 2:
+        raise DataError(f"{files[0].parent}: a held-out test split needs at least 2 images, found {len(files)}")
+    order = np.random.default_rng(seed).permutation(len(files))
+    n_test = max(1, math.ceil(len(files) / 5))
+    test = [files[i] for i in sorted(order[:n_test])]
+    train = [files[i] for i in sorted(order[n_test:])]
+    return train, test
+
+
+def load(spec, seed: int, task: str) -> dict[str, Any]:
+    """Load a folder of images for ``task`` (data loader contract in :mod:`imgx.data`)."""
+    files = list_images(spec.path)
+    if task == "edit":
+        size = spec.image_size or 512
+        files = files[: spec.count] if spec.count else files
+        return {"images": [square(np.asarray(open_rgb(p)), size) for p in files], "names": [p.stem for p in files],
+                "paths": [str(p) for p in files], "instructions": [None] * len(files),
+                "input_captions": [None] * len(files), "output_captions": [None] * len(files),
+                "info": {"source": str(spec.path), "images": len(files), "image_size": size}}
+    train_files, test_files = _split(files, seed)
+    rng = np.random.default_rng(seed)
+    info = {"source": str(spec.path), "train_files": len(train_files), "test_files": len(test_files)}
+    if task == "colorize":
+        size = spec.image_size or 32
+        train = crops_from_arrays([np.asarray(open_rgb(p)) for p in train_files], spec.train or 8192, size, rng)
+        test = crops_from_arrays([np.asarray(open_rgb(p)) for p in test_files], spec.test or 1024, size, rng)
+        return {"train": array_to_tensor(train), "test": array_to_tensor(test), "info": {**info, "image_size": size}}
+    size = spec.image_size or 28
+
+    def gray(paths: list[Path]) -> torch.Tensor:
+        arrays = [np.asarray(open_rgb(p).convert("L").resize((size, size)))[..., None] for p in paths]
+        return array_to_tensor(np.stack(arrays))
+
+    train, test = gray(train_files), gray(test_files)
+    if spec.train:
+        train = train[: spec.train]
+    if spec.test:
+        test = test[: spec.test]
+    return {"train": train, "test": test, "train_labels": torch.zeros(len(train), dtype=torch.long),
+            "test_labels": torch.zeros(len(test), dtype=torch.long), "info": {**info, "image_size": size}}
+
+
+def load_edit_csv(spec, seed: int, task: str) -> dict[str, Any]:
+    """Rows of ``image, instruction[, input_caption, output_caption]``; image paths are relative to the CSV."""
+    path = Path(spec.path)
+    if not path.is_file():
+        raise DataError(f"data.path {path}: no such CSV file")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read as a UTF-8 CSV ({exc})") from None
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    missing = [c for c in CSV_COLUMNS[:2] if c not in rows[0]]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; columns are {', '.join(CSV_COLUMNS)} "
+                        "(captions optional)")
+    rows = rows[: spec.count] if spec.count else rows
+    size = spec.image_size or 512
+    images, paths = [], []
+    for i, row in enumerate(rows, start=2):
+        if not (row.get("image") or "").strip() or not (row.get("instruction") or "").strip():
+            raise DataError(f"{path}:{i}: empty image or instruction")
+        image_path = (path.parent / row["image"]).resolve()
+        images.append(square(np.asarray(open_rgb(image_path)), size))
+        paths.append(str(image_path))
+
+    def column(name: str) -> list[str | None]:
+        return [(r.get(name) or "").strip() or None for r in rows]
+
+    return {"images": images, "names": [Path(p).stem for p in paths], "paths": paths,
+            "instructions": column("instruction"), "input_captions": column("input_caption"),
+            "output_captions": column("output_caption"),
+            "info": {"source": str(path), "rows": len(rows), "image_size": size}}
