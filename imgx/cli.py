@@ -169,9 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems():
             print(f"imgx: error: {line}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `imgx list | head`
-        sys.stderr.close()
-        return 0
+    except OSError as exc:  # disk full, permissions: finished cases are safe in the ledger (atomic writes)
+        if isinstance(exc, BrokenPipeError):  # e.g. `imgx list | head`
+            sys.stderr.close()
+            return 0
+        print(f"imgx: error: {exc.strerror or exc} ({exc.filename or 'write'}); finished cases are kept, fix the "
+              "problem and re-run with the same --out to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("imgx: interrupted; finished cases are in the ledger, re-run with the same --out to resume",
               file=sys.stderr)

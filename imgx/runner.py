@@ -6,6 +6,7 @@ Ctrl-C loses at most the case in progress; the tables are rebuilt from the ledge
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import operator
@@ -153,9 +154,14 @@ def default_out(suite_name: str) -> Path:
     return Path("reports") / suite_name / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def prepare_out(out: Path, suite_path: Path) -> Path:
-    """Create the run directory, refusing a file, a newer run format, or a folder that holds the suite's data."""
+def prepare_out(out: Path, suite=None) -> Path:
+    """Create the run directory, refusing a file, a newer run format, or a folder inside the suite's own data."""
     out = Path(out)
+    for spec in (suite.cases if suite is not None else []):
+        for where in (spec.data.path, spec.data.root):
+            if where and Path(where).is_dir() and Path(out).resolve().is_relative_to(Path(where).resolve()):
+                raise RunDirError(f"--out {out}: inside the data folder {where} of case {spec.id!r}; its images "
+                                  "would become inputs of the next run. Choose an --out outside it")
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {out}: exists and is not a directory")
     try:
@@ -219,19 +225,30 @@ def run_case(case: Case, ctx: RunContext) -> CaseResult:
         return TASKS.get(case.task)(case, ctx)
     except ImgxError:
         raise
+    except OSError as exc:
+        if exc.errno in _STORAGE_ERRORS:  # the machine, not the case: stop, keep the ledger, resume later
+            raise
+        return _failed(case, ctx, exc)
     except TrainingDiverged as exc:
         return CaseResult(status="failed", detail=f"training diverged: {exc}")
     except torch.cuda.OutOfMemoryError as exc:
         torch.cuda.empty_cache()
         return CaseResult(status="failed", detail=f"CUDA out of memory: {str(exc).splitlines()[0]}")
     except Exception as exc:  # noqa: BLE001 - a broken case is recorded, the suite goes on
-        log_path = ctx.out / "logs" / f"{case.key}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(traceback.format_exc(), encoding="utf-8")
-        log.error("case %s failed: %s: %s (traceback in %s)", case.id, type(exc).__name__, exc, log_path)
-        return CaseResult(status="failed", detail=f"{type(exc).__name__}: {exc}"[:2000])
+        return _failed(case, ctx, exc)
     finally:
         torch.set_num_threads(threads)
+
+
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
+def _failed(case: Case, ctx: RunContext, exc: BaseException) -> CaseResult:
+    log_path = ctx.out / "logs" / f"{case.key}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(traceback.format_exc(), encoding="utf-8")
+    log.error("case %s failed: %s: %s (traceback in %s)", case.id, type(exc).__name__, exc, log_path)
+    return CaseResult(status="failed", detail=f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def plan(suite_path: str | Path, device: str = "all", filters: list[str] | None = None) -> tuple[Any, list[Case]]:
@@ -280,7 +297,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
     several processes each runs its shard and process 0 writes the merged tables.
     """
     suite, cases = plan(suite_path, device, filters)
-    out = prepare_out(Path(out) if out else default_out(suite.name), suite.path)
+    out = prepare_out(Path(out) if out else default_out(suite.name), suite)
     ctx = RunContext(out=out, quiet=quiet, process_index=process_index, num_processes=num_processes)
     argv = argv if argv is not None else sys.argv
     started = _now()
