@@ -14,17 +14,22 @@ def process_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def local_device(device: str) -> str:
-    """Map ``cuda`` to this process's own GPU (``cuda:LOCAL_RANK``) in a multi-process run."""
-    if device == "cuda" and process_info()[1] > 1:
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return device
+def _state():
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    # Shards can differ in length by whole cases, so a rank may wait long at the final barrier.
+    return PartialState(timeout=timedelta(hours=72))
+
+
+def init() -> None:
+    """Join the process group (``accelerate launch``); each process then owns its GPU as ``cuda``."""
+    if process_info()[1] > 1:
+        _state()
 
 
 def barrier() -> None:
     """Wait for every process (no-op in a single-process run)."""
-    if process_info()[1] <= 1:
-        return
-    from accelerate import PartialState
-
-    PartialState().wait_for_everyone()
+    if process_info()[1] > 1:
+        _state().wait_for_everyone()

@@ -297,6 +297,10 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
     several processes each runs its shard and process 0 writes the merged tables.
     """
     suite, cases = plan(suite_path, device, filters)
+    if num_processes > 1:
+        from imgx.distributed import init
+
+        init()
     out = prepare_out(Path(out) if out else default_out(suite.name), suite)
     ctx = RunContext(out=out, quiet=quiet, process_index=process_index, num_processes=num_processes)
     argv = argv if argv is not None else sys.argv
@@ -331,7 +335,9 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
                 on_case(case, record)
         bar.close()
     if num_processes > 1:
-        _wait_for_peers(out, cases, process_index)
+        from imgx.distributed import barrier
+
+        barrier()
     ledger = read_ledger(out)
     records = [ledger[c.key] for c in cases if c.key in ledger]
     summary = RunSummary(out=out, records=records, ran=ran, reused=reused)
@@ -349,13 +355,6 @@ def _rank_lock(lock_dir: Path, index: int) -> Path:
     path = lock_dir / f"rank{index}"
     path.mkdir(exist_ok=True)
     return path
-
-
-def _wait_for_peers(out: Path, cases: list[Case], index: int) -> None:
-    """Multi-process runs: wait until every planned case is in the ledger (each rank writes its own)."""
-    from imgx.distributed import barrier
-
-    barrier()
 
 
 def _write_report(out: Path) -> None:
