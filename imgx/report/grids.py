@@ -1,0 +1,240 @@
+"""Images for the report: run-directory images embedded as downscaled data URIs, and guidance grids.
+
+Only files inside the run directory are read (a path in a CSV is data, never an instruction to open an
+arbitrary file), each through :func:`imgx.imageio.open_rgb` and its pixel limit. Missing or unreadable images
+become a text placeholder, so a report never shows a broken image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+log = logging.getLogger("imgx")
+
+GRID_MAX_SIDE = 900  # artifact grids: wide enough to read, small enough for a few-MB report
+THUMB_MAX_SIDE = 160  # one output in a guidance grid
+EDIT_IMAGE_BUDGET = 360  # at most this many thumbnails across all edit grids; the rest is counted, not embedded
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+
+
+@dataclass
+class Embedded:
+    """An image ready for ``<img src=...>`` (``uri`` empty when it could not be read; ``note`` says why)."""
+
+    uri: str = ""
+    width: int = 0
+    height: int = 0
+    source: str = ""
+    note: str = ""
+    pixelated: bool = False  # small originals are shown enlarged without smoothing
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.uri)
+
+
+def looks_like_image_path(value: Any) -> bool:
+    """True for a string that names an image file (by suffix); labels and numbers are not image paths."""
+    return isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES) and "\n" not in value
+
+
+def resolve_in_run(out: Path, rel: str) -> Path | None:
+    """``out/rel`` when it stays inside ``out`` (no ``..`` escape, no absolute path elsewhere), else None."""
+    if not rel or not isinstance(rel, str):
+        return None
+    root = Path(out).resolve()
+    try:
+        target = (root / rel).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if target != root and root not in target.parents:
+        return None
+    return target
+
+
+def _encode(img: Image.Image) -> tuple[bytes, str]:
+    """The smaller of lossless PNG and WebP (q=85); PNG wins ties within 25% (sharp tiles stay exact)."""
+    png = io.BytesIO()
+    img.save(png, format="PNG", optimize=False, compress_level=6)
+    webp = io.BytesIO()
+    img.save(webp, format="WEBP", quality=85, method=4)
+    if png.tell() <= webp.tell() * 1.25:
+        return png.getvalue(), "image/png"
+    return webp.getvalue(), "image/webp"
+
+
+class ImageEmbedder:
+    """Turns run-directory image paths into data URIs, once per (path, size)."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self._cache: dict[tuple[str, int], Embedded] = {}
+        self.bytes_embedded = 0
+        self.count = 0
+
+    def embed(self, rel: str, max_side: int = GRID_MAX_SIDE) -> Embedded:
+        """Embed ``out/rel`` downscaled to at most ``max_side`` pixels on its longer side."""
+        key = (str(rel), max_side)
+        if key not in self._cache:
+            self._cache[key] = self._load(str(rel), max_side)
+        return self._cache[key]
+
+    def _load(self, rel: str, max_side: int) -> Embedded:
+        from imgx.errors import DataError
+        from imgx.imageio import open_rgb
+
+        path = resolve_in_run(self.out, rel)
+        if path is None:
+            return Embedded(source=rel, note="not inside the run directory")
+        if not path.is_file():
+            return Embedded(source=rel, note="image file missing")
+        try:
+            img = open_rgb(path)
+        except DataError as exc:
+            return Embedded(source=rel, note=f"unreadable image: {exc}")
+        small = max(img.size) <= 96
+        if max(img.size) > max_side:
+            img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        data, mime = _encode(img)
+        self.bytes_embedded += len(data)
+        self.count += 1
+        uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        return Embedded(uri=uri, width=img.size[0], height=img.size[1], source=rel, pixelated=small)
+
+
+# ------------------------------------------------------------------------------------------ artifacts
+@dataclass
+class Figure:
+    """One captioned image of an artifact gallery."""
+
+    caption: str
+    image: Embedded
+
+
+@dataclass
+class Gallery:
+    """An artifact: a title, its figures, and row labels for a grid image (top to bottom)."""
+
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    row_labels: list[str] = field(default_factory=list)
+
+
+def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epochs: list[Any] | None = None,
+                       max_side: int = GRID_MAX_SIDE) -> list[Gallery]:
+    """Galleries from a case's ``artifacts``: ``name -> path``, ``name -> [paths]`` or ``name -> {label: path}``.
+
+    ``<name>_rows`` (a list of strings) labels the rows of grid ``<name>``; ``<name>_labels`` labels the items of
+    list ``<name>``. A list whose length equals the number of history epochs is captioned by epoch. Anything
+    that is not an image path is ignored (tasks may store other notes there).
+    """
+    if not isinstance(artifacts, dict):
+        return []
+    galleries = []
+    for name, value in artifacts.items():
+        if name.endswith(("_rows", "_labels")) and isinstance(value, list):
+            continue
+        title = str(name).replace("_", " ")
+        rows = artifacts.get(f"{name}_rows")
+        row_labels = [str(x) for x in rows] if isinstance(rows, list) else []
+        if looks_like_image_path(value):
+            galleries.append(Gallery(title, [Figure("", embedder.embed(value, max_side))], row_labels))
+        elif isinstance(value, list):
+            paths = [v for v in value if looks_like_image_path(v)]
+            if not paths:
+                continue
+            labels = artifacts.get(f"{name}_labels")
+            if isinstance(labels, list) and len(labels) == len(paths):
+                captions = [str(x) for x in labels]
+            elif epochs and len(epochs) == len(paths):
+                captions = [f"epoch {e}" for e in epochs]
+            else:
+                captions = [f"{i + 1}" for i in range(len(paths))]
+            side = max_side if len(paths) == 1 else min(max_side, 320)
+            figures = [Figure(c, embedder.embed(p, side)) for c, p in zip(captions, paths, strict=True)]
+            galleries.append(Gallery(title, figures, row_labels))
+        elif isinstance(value, dict):
+            figures = [Figure(str(k), embedder.embed(v, min(max_side, 320))) for k, v in value.items()
+                       if looks_like_image_path(v)]
+            if figures:
+                galleries.append(Gallery(title, figures, row_labels))
+    return galleries
+
+
+# ---------------------------------------------------------------------------------------- edit grids
+@dataclass
+class GuidanceGrid:
+    """Outputs of one input and prompt: image guidance down the rows, text guidance across the columns."""
+
+    input_label: str
+    input_image: Embedded | None
+    prompt: str
+    fixed: dict[str, str]  # the other settings shared by every cell (scheduler, steps, seed, device...)
+    row_axis: str
+    col_axis: str
+    row_values: list[str]
+    col_values: list[str]
+    cells: dict[tuple[str, str], Embedded]
+    random_weights: bool = False
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    try:
+        return f"{float(text):g}" if text.strip() and text.strip().lower() not in ("nan", "inf", "-inf") else text
+    except ValueError:
+        return text
+
+
+def _sort_key(text: str):
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def guidance_grids(outputs: list[dict[str, Any]], embedder: ImageEmbedder, random_cases: set[str],
+                   row_axis: str = "image_guidance_scale", col_axis: str = "guidance_scale",
+                   budget: int = EDIT_IMAGE_BUDGET) -> tuple[list[GuidanceGrid], int]:
+    """Group edit outputs (``outputs.csv`` rows) into guidance grids; returns the grids and how many outputs were
+    left out for the image budget.
+
+    A grid holds the outputs that share input, prompt and every other setting; its cells are indexed by the two
+    guidance values (``-`` where a row lacks the column).
+    """
+    ignored = {"case_id", "path", "prompt", "input_path", row_axis, col_axis}
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in outputs:
+        fixed = tuple((k, _fmt(v)) for k, v in row.items() if k not in ignored and _fmt(v) != "")
+        groups.setdefault((str(row.get("input_path") or ""), str(row.get("prompt") or ""), fixed), []).append(row)
+    grids, left_out, used = [], 0, 0
+    for (input_path, prompt, fixed), rows in groups.items():
+        if used + len(rows) > budget:
+            left_out += len(rows)
+            continue
+        used += len(rows)
+        cells: dict[tuple[str, str], Embedded] = {}
+        for r in rows:
+            cells[(_fmt(r.get(row_axis)) or "-", _fmt(r.get(col_axis)) or "-")] = embedder.embed(
+                str(r.get("path") or ""), THUMB_MAX_SIDE)
+        input_image = embedder.embed(input_path, THUMB_MAX_SIDE) if looks_like_image_path(input_path) else None
+        if input_image is not None and not input_image.ok:
+            input_image = None  # an input outside the run directory is named, not shown
+        grids.append(GuidanceGrid(
+            input_label=input_path or "(embedded input)", input_image=input_image, prompt=prompt,
+            fixed=dict(fixed), row_axis=row_axis, col_axis=col_axis,
+            row_values=sorted({k[0] for k in cells}, key=_sort_key),
+            col_values=sorted({k[1] for k in cells}, key=_sort_key), cells=cells,
+            random_weights=any(str(r.get("case_id")) in random_cases for r in rows)))
+    return grids, left_out
