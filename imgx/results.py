@@ -38,6 +38,9 @@ class MetricRow:
     detail: str = ""
 
     def __post_init__(self):
+        for bound in ("ci_low", "ci_high"):  # no interval (n < 2) is None, not NaN
+            v = getattr(self, bound)
+            setattr(self, bound, float(v) if v is not None and math.isfinite(float(v)) else None)
         if self.value is not None:
             self.value = float(self.value)
             if not math.isfinite(self.value):
@@ -93,9 +96,22 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False, default=str) + "\n")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats replaced by None and NumPy scalars by Python ones (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def case_record(case, result: CaseResult, started: float, ended: float, gates: list[dict]) -> dict[str, Any]:
-    """The ledger record of one finished case (``cases/<key>.json``)."""
-    return {
+    """The ledger record of one finished case (``cases/<key>.json``), JSON-safe."""
+    return json_safe({
         "format": FORMAT,
         "key": case.key,
         "case_id": case.id,
@@ -120,7 +136,7 @@ def case_record(case, result: CaseResult, started: float, ended: float, gates: l
         "outputs": result.outputs,
         "artifacts": result.artifacts,
         "info": result.info,
-    }
+    })
 
 
 def write_case(out: Path, record: dict[str, Any]) -> Path:
@@ -187,8 +203,11 @@ def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_tables(out: Path, records: list[dict[str, Any]]) -> None:
     """Write ``results.csv``, ``outputs.csv`` and ``history.csv`` from ledger records (in plan order)."""
+    from imgx.agreement import derived_rows
+
     params = param_columns(records)
-    atomic_write_text(out / "results.csv", _csv_text(RESULT_COLUMNS + params, result_rows(records)))
+    rows = result_rows(records) + derived_rows(out, records)
+    atomic_write_text(out / "results.csv", _csv_text(RESULT_COLUMNS + params, rows))
     outputs = [{"case_id": r["case_id"], **r.get("params", {}), **o} for r in records for o in r.get("outputs", [])]
     out_cols = list(dict.fromkeys(["case_id", *params, "prompt", "seed", "input_path", "path"]
                                   + [k for o in outputs for k in o]))

@@ -89,3 +89,26 @@ def test_write_errors_keep_the_ledger_consistent(tmp_path):
     assert not list(Path(out).rglob(".*.tmp"))
     summary = run_suite(suite, out, quiet=True, report=False)
     assert [r["status"] for r in summary.records] == ["ok", "ok"]
+
+
+def test_second_process_on_the_same_out_is_refused(tmp_path):
+    slow = TINY_COLORIZE.replace("train: 512", "train: 4096").replace("epochs: 2", "epochs: 30")
+    suite = write_suite(tmp_path, slow)
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "imgx", "run", str(suite), "--out", str(out), "-q",
+                              "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = out / ".lock"
+        import time
+
+        deadline = time.time() + 120
+        while time.time() < deadline and not (lock.exists() and lock.read_text().strip()):
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-m", "imgx", "run", str(suite), "--out", str(out), "-q"],
+                                capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first run ended before the second started; make it longer"
+        assert second.returncode == 2
+        assert f"another imgx run is writing here (pid {first.pid})" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
