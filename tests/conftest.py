@@ -32,3 +32,17 @@ def _imgx_cache(tmp_path_factory):
 def tiny_suite(tmp_path) -> Path:
     """A one-case colorize suite that runs in about a second."""
     return write_suite(tmp_path, TINY_COLORIZE)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip, with the reason, where CUDA is absent."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
