@@ -1,0 +1,404 @@
+"""pytest plugin: a suite file becomes a test module, each expanded case a test whose gates are assertions.
+
+``pytest suites/quickstart.yaml`` collects every case of the suite (``quickstart.yaml::colorizer``,
+``quickstart.yaml::edit[image_guidance_scale=1.5,...]``), runs each through the same runner as ``imgx run``
+(ledger, tables, manifest and report in one run directory), and fails a case on a failed gate, a failed case
+or, with ``--imgx-baseline FILE``, a regression against the baseline. Only YAML files with a top-level
+``suite:`` key are collected, and only when named on the command line or matched by the ``imgx_suites`` ini
+option, so other YAML in a repository is never touched.
+
+This module is loaded by every pytest run (entry point ``pytest11``): it imports only pytest and the
+standard library at import time; imgx's runner (and torch) load when a suite is collected or run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SUITE_SUFFIXES = (".yaml", ".yml")
+MAX_SNIFF_BYTES = 1_000_000
+_MARKERS = {"slow": "slow: takes minutes", "gpu": "gpu: needs CUDA (skipped without it, with the reason)"}
+_STATE = "_imgx_state"
+
+
+class ImgxHookSpecs:
+    """Hooks other plugins and conftest files may implement."""
+
+    @pytest.hookspec
+    def pytest_imgx_machine_info(self, config: pytest.Config, machine_info: dict[str, Any]) -> None:
+        """Add to ``machine_info`` (update it in place), e.g. a CI runner label or a cloud instance type.
+
+        It is recorded in the run's ``manifest.json`` under ``environment.machine``; baselines keep it, and a
+        comparison whose machine info differs treats the machines as different (latency is not compared).
+        """
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(ImgxHookSpecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("imgx", "imgx: run benchmark suites (YAML) as tests")
+    group.addoption("--imgx-out", metavar="DIR", default=None,
+                    help="run directory (default reports/<suite>/<timestamp>); reusing one resumes. With several "
+                         "suites, one subfolder per suite.")
+    group.addoption("--imgx-device", choices=("cpu", "cuda", "all"), default="all",
+                    help="collect only the cases on this device (default: all the suite declares)")
+    group.addoption("--imgx-baseline", metavar="FILE", default=None,
+                    help="baseline JSON (or run directory) to check each case against for regressions")
+    group.addoption("--imgx-update-baseline", action="store_true", default=False,
+                    help="write the --imgx-baseline FILE from this run instead of comparing with it")
+    group.addoption("--imgx-latency", action="store_true", default=False,
+                    help="compare timing metrics with the baseline even when the machines differ")
+    group.addoption("--imgx-no-report", action="store_true", default=False, help="do not write report.html")
+    parser.addini("imgx_suites", type="linelist", default=[],
+                  help="glob patterns (relative to rootdir) of imgx suite files to collect without naming them")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    known = {line.split(":")[0].strip() for line in config.getini("markers")}
+    for name, line in _MARKERS.items():
+        if name not in known:
+            config.addinivalue_line("markers", line)
+    baseline = config.getoption("imgx_baseline", None)
+    if config.getoption("imgx_update_baseline", False) and not baseline:
+        raise pytest.UsageError("--imgx-update-baseline needs --imgx-baseline FILE (the file to write)")
+    if baseline and not config.getoption("imgx_update_baseline") and not Path(baseline).exists():
+        raise pytest.UsageError(f"--imgx-baseline {baseline}: no such file; create it with "
+                                "--imgx-update-baseline or 'imgx baseline RUN_DIR --out FILE'")
+    setattr(config, _STATE, _State(config))
+
+
+# ------------------------------------------------------------------------------------------- collection
+def _is_suite_file(path: Path) -> bool:
+    """True for a YAML mapping with a top-level ``suite:`` key (a cheap sniff, ``safe_load`` only)."""
+    import yaml
+
+    try:
+        if path.stat().st_size > MAX_SNIFF_BYTES:
+            return False
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        # A broken file counts only if it says it is a suite, so that its errors get reported.
+        return any(line.startswith("suite:") for line in text.splitlines())
+    return isinstance(data, dict) and "suite" in data
+
+
+def _matches_ini(config: pytest.Config, path: Path) -> bool:
+    patterns = config.getini("imgx_suites")
+    if not patterns:
+        return False
+    try:
+        rel = path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        rel = path.as_posix()
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path.name, p) for p in patterns)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix not in SUITE_SUFFIXES:
+        return None
+    if not (parent.session.isinitpath(file_path) or _matches_ini(parent.config, file_path)):
+        return None
+    if not _is_suite_file(file_path):
+        return None
+    return SuiteFile.from_parent(parent, path=file_path)
+
+
+class SuiteInvalid(Exception):
+    """The suite file did not validate; carries one message per problem."""
+
+
+class SuiteFile(pytest.File):
+    """A suite YAML file; its children are the expanded cases."""
+
+    def collect(self):
+        from imgx.errors import ImgxError
+        from imgx.runner import plan
+
+        try:
+            suite, cases = plan(self.path, self.config.getoption("imgx_device"))
+        except ImgxError as exc:
+            raise SuiteInvalid("\n".join(exc.problems())) from None
+        for case in cases:
+            item = CaseItem.from_parent(self, name=case.id, case=case, suite=suite)
+            for mark in case.marks:
+                item.add_marker(getattr(pytest.mark, mark))
+            yield item
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SuiteInvalid):
+            return f"invalid imgx suite {self.path}:\n{excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+
+class CaseFailure(Exception):
+    """A case failed, missed a gate or regressed; the message names metric, value and bound."""
+
+
+class CaseItem(pytest.Item):
+    """One expanded case of a suite."""
+
+    def __init__(self, *, case, suite, **kwargs):
+        super().__init__(**kwargs)
+        self.case = case
+        self.suite = suite
+        self.record: dict[str, Any] | None = None
+
+    def runtest(self) -> None:
+        state: _State = getattr(self.config, _STATE)
+        run = state.run_for(self)
+        record = run.run(self.case)
+        self._record_properties(record, run)
+        if record["status"] == "skipped":
+            pytest.skip(f"{self.case.id}: {record['detail']}")
+        problems = []
+        if record["status"] == "failed":
+            problems.append(f"case failed: {record['detail']}")
+        problems += [f"gate failed: {g['detail']}" for g in record["gates"] if g["passed"] is False]
+        if not problems and state.baseline is not None:
+            problems += state.check_baseline(self, run, record)
+        if problems:
+            raise CaseFailure(f"{self.case.id}:\n  " + "\n  ".join(problems))
+
+    def _record_properties(self, record: dict[str, Any], run: SuiteRun) -> None:
+        self.record = record
+        self.user_properties.append(("imgx_status", record["status"]))
+        self.user_properties.append(("imgx_run_dir", str(run.out)))
+        self.user_properties.append(("imgx_key", record["key"]))
+        for row in record["rows"]:
+            name = row["metric"] + (f"@{row['reference']}" if row.get("reference") else "")
+            self.user_properties.append((name, row["value"] if row["status"] == "ok" else row["status"]))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CaseFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"imgx case {self.case.id} ({self.case.task}, {self.case.device})"
+
+
+# ---------------------------------------------------------------------------------------------- running
+class SuiteRun:
+    """One suite's run directory during a session: started by its first case, completed at session end."""
+
+    def __init__(self, state: _State, suite, out: Path):
+        self.state, self.suite, self.out = state, suite, out
+        self.planned: list = []  # the selected cases, in collection order
+        self.records: dict[str, dict[str, Any]] = {}
+        self.ctx = None
+        self.lock = None
+        self.ledger: dict[str, dict[str, Any]] = {}
+        self.started = ""
+        self.ran = self.reused = 0
+        self.environment: dict[str, Any] = {}
+
+    def start(self) -> None:
+        from imgx.results import read_ledger
+        from imgx.runner import RunContext, RunLock, _now, prepare_out
+
+        self.out = prepare_out(self.out, self.suite.path)
+        self.lock = RunLock(self.out)
+        self.lock.__enter__()
+        self.ctx = RunContext(out=self.out, quiet=True)
+        self.started = _now()
+        self._manifest(None, {"planned": len(self.planned)})
+        self.ledger = read_ledger(self.out)
+
+    def _manifest(self, ended: str | None, extra: dict[str, Any]) -> None:
+        from imgx.results import atomic_write_json, read_manifest
+        from imgx.runner import write_manifest
+
+        argv = ["pytest", *self.state.config.invocation_params.args]
+        write_manifest(self.out, self.suite, argv, self.started, ended, extra)
+        manifest = read_manifest(self.out)
+        manifest["environment"]["machine"] = self.state.machine_info()
+        manifest["runner"] = "pytest"
+        atomic_write_json(self.out / "manifest.json", manifest)
+        self.environment = manifest["environment"]
+
+    def run(self, case, *, fresh: bool = False) -> dict[str, Any]:
+        """Run ``case`` (or reuse its ledger record unless ``fresh``) and write it to the ledger."""
+        import time
+
+        from imgx.results import case_record, write_case
+        from imgx.runner import evaluate_gates, run_case
+
+        if self.ctx is None:
+            self.start()
+        previous = self.ledger.get(case.key)
+        if not fresh and previous is not None and previous["status"] != "skipped":
+            self.reused += 1
+            self.records[case.key] = previous
+            return previous
+        t0 = time.time()
+        result = run_case(case, self.ctx)
+        record = case_record(case, result, t0, time.time(), evaluate_gates(case, result))
+        write_case(self.out, record)
+        self.ran += 1
+        self.records[case.key] = record
+        return record
+
+    def finish(self, report: bool) -> None:
+        """Write the tables, the final manifest and the report from the ledger records of this session."""
+        from imgx.results import write_tables
+        from imgx.runner import RunSummary, _now, _write_report
+
+        try:
+            records = [self.records[c.key] for c in self.planned if c.key in self.records]
+            summary = RunSummary(out=self.out, records=records, ran=self.ran, reused=self.reused)
+            write_tables(self.out, records)
+            self._manifest(_now(), {"planned": len(self.planned), "ran": self.ran, "reused": self.reused,
+                                    "counts": summary.counts(), "records": records, "num_processes": 1})
+            if report:
+                _write_report(self.out)
+        finally:
+            self.lock.__exit__(None, None, None)
+
+
+class _State:
+    """Session-wide plugin state: suite runs, the baseline, notes for the terminal summary."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.runs: dict[Path, SuiteRun] = {}
+        self.notes: list[str] = []
+        self._machine: dict[str, Any] | None = None
+        self._baseline = None
+        opt = config.getoption
+        self.baseline_path = opt("imgx_baseline", None)
+        self.update_baseline = opt("imgx_update_baseline", False)
+        self.latency = opt("imgx_latency", False)
+
+    @property
+    def baseline(self):
+        """The baseline snapshot (per case, each carrying its seed group's spread), or None."""
+        if self.baseline_path is None or self.update_baseline:
+            return None
+        if self._baseline is None:
+            from imgx.compare import load_snapshot, with_group_spread
+
+            self._baseline = with_group_spread(load_snapshot(self.baseline_path))
+        return self._baseline
+
+    def machine_info(self) -> dict[str, Any]:
+        if self._machine is None:
+            info: dict[str, Any] = {}
+            self.config.hook.pytest_imgx_machine_info(config=self.config, machine_info=info)
+            self._machine = info
+        return self._machine
+
+    def plan_runs(self, items: list[pytest.Item]) -> None:
+        """Decide each selected suite's run directory once collection (and ``-k``/``-m`` selection) is final."""
+        from imgx.runner import default_out
+
+        by_suite: dict[Path, list[CaseItem]] = {}
+        for item in items:
+            if isinstance(item, CaseItem):
+                by_suite.setdefault(item.path, []).append(item)
+        root = self.config.getoption("imgx_out")
+        names = [its[0].suite.name for its in by_suite.values()]
+        for path, its in by_suite.items():
+            suite = its[0].suite
+            if root:
+                out = Path(root) if len(by_suite) == 1 else Path(root) / (suite.name if names.count(suite.name) == 1
+                                                                           else path.stem)
+            else:
+                out = default_out(suite.name)
+            run = SuiteRun(self, suite, out)
+            run.planned = [i.case for i in its]
+            self.runs[path] = run
+        if self.update_baseline and len(by_suite) > 1:
+            raise pytest.UsageError("--imgx-update-baseline writes one file: run one suite at a time")
+
+    def run_for(self, item: CaseItem) -> SuiteRun:
+        return self.runs[item.path]
+
+    def check_baseline(self, item: CaseItem, run: SuiteRun, record: dict[str, Any]) -> list[str]:
+        """Compare one case with the baseline; re-measure once before declaring a timing regression."""
+        comp = self._compare(item, run, record)
+        if comp is None:
+            return []
+        timing = [r for r in comp.regressions if r.timing]
+        if timing and len(timing) == len(comp.regressions):
+            first = "; ".join(f"{r.metric} {r.change_pct:+.1f}%" for r in timing if r.change_pct is not None)
+            record = run.run(item.case, fresh=True)
+            item._record_properties(record, run)
+            comp = self._compare(item, run, record)
+            for r in comp.regressions:
+                if r.timing:
+                    r.detail += f" (re-measured once; first measurement: {first})"
+        return [f"regression: {r.label}: {r.detail}" for r in comp.regressions]
+
+    def _compare(self, item: CaseItem, run: SuiteRun, record: dict[str, Any]):
+        from imgx.compare import Snapshot, compare_snapshots, snapshot_from_records
+
+        base = self.baseline
+        entry = base.cases.get(item.case.id)
+        if entry is None:
+            item.user_properties.append(("imgx_baseline", "new case (not in the baseline)"))
+            return None
+        b = Snapshot(base.label, base.info, base.environment, {entry.case_id: entry})
+        c = snapshot_from_records(str(run.out), {"environment": run.environment}, [record])
+        comp = compare_snapshots(b, c, latency=self.latency,
+                                 tolerances={item.case.base_id: dict(item.case.spec.regression)})
+        for w in comp.warnings:
+            note = f"baseline {base.label}: {w}"
+            if note not in self.notes:
+                self.notes.append(note)
+        for r in comp.rows:
+            if r.verdict != "unchanged" or r.change_pct is not None:
+                item.user_properties.append((f"baseline:{r.metric}" + (f"@{r.reference}" if r.reference else ""),
+                                             f"{r.verdict} ({r.detail})"))
+        return comp
+
+    def finish(self) -> None:
+        report = not self.config.getoption("imgx_no_report")
+        for run in self.runs.values():
+            if run.ctx is None:
+                continue
+            run.finish(report)
+            self.notes.append(f"{run.suite.name}: run directory {run.out} ({run.ran} ran, {run.reused} reused)")
+            if self.update_baseline:
+                from imgx.compare import write_baseline
+
+                path = write_baseline(run.out, self.baseline_path)
+                self.notes.append(f"{run.suite.name}: baseline written to {path}")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state: _State | None = getattr(session.config, _STATE, None)
+    if state is not None:
+        state.plan_runs(session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state: _State | None = getattr(session.config, _STATE, None)
+    if state is not None:
+        state.finish()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    state: _State | None = getattr(config, _STATE, None)
+    if state is None or not state.notes:
+        return
+    terminalreporter.section("imgx")
+    for note in state.notes:
+        terminalreporter.write_line(note)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, _STATE):
+        delattr(config, _STATE)
+
+
+__all__ = ["CaseItem", "ImgxHookSpecs", "SuiteFile"]
