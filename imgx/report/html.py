@@ -290,6 +290,17 @@ def _group_label(rec: dict[str, Any]) -> str:
     return ", ".join(parts) or rec.get("base_id", "")
 
 
+def short_labels(recs: list[dict[str, Any]]) -> list[str]:
+    """Per case, only the sweep parameters that differ between ``recs`` (``k=v, ...``); the case id otherwise."""
+    keys = list(dict.fromkeys(k for r in recs for k in (r.get("params") or {})))
+    varying = [k for k in keys if len({_text((r.get("params") or {}).get(k)) for r in recs}) > 1]
+    labels = []
+    for r in recs:
+        p = r.get("params") or {}
+        labels.append(", ".join(f"{k}={_text(p.get(k))}" for k in varying) or r["case_id"])
+    return labels
+
+
 def tradeoff_block(recs: list[dict[str, Any]]) -> Block | None:
     """CLIP image similarity against CLIP directional similarity, one point per case, labelled by guidance."""
     pts, table = [], Table("points", ["case_id", "image similarity", "directional similarity", "guidance"],
@@ -370,10 +381,11 @@ def device_block(recs: list[dict[str, Any]]) -> Block | None:
         for m in members:
             p50 = value_of(m, "latency_ms_p50")
             kind = f"{str(m.get('device')).split(':')[0]} {m.get('dtype')}"
-            speed = cpu_ms / p50 if cpu_ms and p50 else None
+            on_cpu = str(m.get("device")).startswith("cpu")
+            speed = cpu_ms / p50 if cpu_ms and p50 and not on_cpu else None
             if p50 is not None:
                 by_kind.setdefault(kind, []).append(p50)
-            if speed is not None and not str(m.get("device")).startswith("cpu"):
+            if speed is not None:
                 speedups.setdefault(kind, []).append(speed)
             table.add([point, m.get("device"), m.get("dtype"), m.get("status"), p50,
                        value_of(m, "latency_ms_p90"), speed],
@@ -414,7 +426,7 @@ def stage_block(recs: list[dict[str, Any]], limit: int = 40) -> Block | None:
         vals = [value_of(r, m) for m in names]
         table.add([r["case_id"], *vals, sum(v for v in vals if v is not None)])
     shown = with_stages[:limit]
-    svg = plots.stacked_bar_plot([r["case_id"] for r in shown],
+    svg = plots.stacked_bar_plot(short_labels(shown),
                                  {m.removeprefix("latency_ms_"): [value_of(r, m) for r in shown] for m in names},
                                  "milliseconds per call (p50 per stage)")
     note = "Time per pipeline call spent in each stage."
@@ -470,17 +482,21 @@ def gate_table(records: list[dict[str, Any]]) -> Table:
 
 
 def problems_table(records: list[dict[str, Any]]) -> Table:
-    """Cases that are not ok and metric rows that are not ok, with the reason."""
-    table = Table("not ok", ["case_id", "what", "status", "reason"], filename="problems.csv")
+    """Cases that are not ok (one line each), then metric rows that are not ok, grouped by metric and reason."""
+    table = Table("not ok", ["what", "status", "reason", "cases", "case ids"], filename="problems.csv")
     for r in records:
         if r.get("status") != "ok":
-            table.add([r["case_id"], "case", r.get("status"), r.get("detail")],
-                      css={2: STATUS_CSS.get(str(r.get("status")), "")})
+            table.add([f"case {r['case_id']}", r.get("status"), r.get("detail"), 1, r["case_id"]],
+                      css={1: STATUS_CSS.get(str(r.get("status")), "")})
+    groups: dict[tuple, list[str]] = {}
+    for r in records:
         for row in r.get("rows") or []:
             if row.get("status") not in (None, "ok"):
                 what = row.get("metric", "") + (f" (vs {row['reference']})" if row.get("reference") else "")
-                table.add([r["case_id"], what, row.get("status"), row.get("detail")],
-                          css={2: STATUS_CSS.get(str(row.get("status")), "")})
+                groups.setdefault((what, row.get("status"), row.get("detail") or ""), []).append(r["case_id"])
+    for (what, status, detail), ids in groups.items():
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        table.add([f"metric {what}", status, detail, len(ids), shown], css={1: STATUS_CSS.get(str(status), "")})
     return table
 
 

@@ -50,7 +50,11 @@ def _svg(fig) -> str:
     svg = text[start:] if start >= 0 else text
     # Scale with the page: keep the viewBox, let CSS choose the width.
     svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="plot"', svg, count=1)
-    return svg
+    # Ids must be unique in the page that holds many plots: prefix them and every reference to them.
+    prefix = f"f{next(_COUNTER)}-"
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}\1"', svg)
+    svg = re.sub(r'url\(#([^)]+)\)', rf'url(#{prefix}\1)', svg)
+    return re.sub(r'href="#([^"]+)"', rf'href="#{prefix}\1"', svg)
 
 
 def _finite(values: Sequence[object]) -> list[float | None]:
@@ -73,7 +77,7 @@ def history_plot(epochs: Sequence[float], series: dict[str, Sequence[object]], t
 
     plt = _plt()
     panels = 2 if right else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 if panels == 1 else 4.0 * panels, 3.0), squeeze=False)
     for ax, data, label in zip(axes[0], (series, right or {}), (left_label, right_label), strict=False):
         for i, (name, values) in enumerate(data.items()):
             ys = _finite(values)

@@ -68,10 +68,12 @@ class Browser:
                 "--disable-component-update", "--disable-dev-shm-usage", "--disable-sync", "--mute-audio",
                 "--hide-scrollbars", f"--user-data-dir={self._profile}", f"--window-size={self.width},{self.height}",
                 "about:blank"]
-        # The shell moves our pipe ends to fds 3 and 4, where Chromium expects them.
-        self.proc = subprocess.Popen(["sh", "-c", f'exec "$0" "$@" 3<&{cmd_r} 4>&{res_w}', self.executable, *args],
-                                     pass_fds=(cmd_r, res_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        # bash (not dash: it refuses fd numbers above 9) moves our pipe ends to fds 3 and 4, where Chromium reads
+        # and writes the protocol.
+        self._log = open(Path(self._profile) / "chromium.log", "wb")  # noqa: SIM115 - closed in __exit__
+        self.proc = subprocess.Popen(["bash", "-c", f'exec "$0" "$@" 3<&{cmd_r} 4>&{res_w}', self.executable, *args],
+                                     pass_fds=(cmd_r, res_w), stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
         os.close(cmd_r)
         os.close(res_w)
         return self
@@ -91,7 +93,16 @@ class Browser:
                 os.close(fd)
             except OSError:
                 pass
+        self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines Chromium wrote to stdout/stderr (for error messages)."""
+        try:
+            text = (Path(self._profile) / "chromium.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     # ----------------------------------------------------------------------------------- protocol
     def _read_message(self, deadline: float) -> dict[str, Any] | None:
@@ -104,7 +115,7 @@ class Browser:
                 return None
             chunk = os.read(self._res_r, 1 << 20)
             if not chunk:
-                raise CDPError("chromium closed the DevTools pipe (did it crash?)")
+                raise CDPError(f"chromium closed the DevTools pipe (did it crash?); its log:\n{self.log_tail()}")
             self._buf += chunk
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)
