@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -75,14 +75,19 @@ class RunContext:
         return str(path.relative_to(self.out.resolve()))
 
 
-def evaluate_gates(case: Case, result: CaseResult) -> list[dict[str, Any]]:
-    """Check the case's gates against its own (reference-free) metric rows."""
+def evaluate_gates(case: Case, status: str | CaseResult, rows: list[dict[str, Any]] | None = None
+                   ) -> list[dict[str, Any]]:
+    """Check the case's gates against its own (reference-free) metric rows (a ``CaseResult``, or a status and
+    ``MetricRow`` dicts as in a ledger record)."""
+    if isinstance(status, CaseResult):
+        status, rows = status.status, [asdict(r) for r in status.rows]
     gates = []
+    values = {r["metric"]: r["value"] for r in rows if not r["reference"] and r["status"] == "ok"}
     for metric, expr in case.spec.gates.items():
         op, bound = re.match(GATE_PATTERN, expr).group(1, 2)
-        value = result.value(metric)
-        if result.status != "ok":
-            passed, detail = None, f"not evaluated: case {result.status}"
+        value = values.get(metric)
+        if status != "ok":
+            passed, detail = None, f"not evaluated: case {status}"
         elif value is None:
             passed, detail = False, f"{metric} has no ok value in this case"
         else:
@@ -327,7 +332,8 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
                 log.info("running %s", case.id)
             t0 = time.time()
             result = run_case(case, ctx)
-            record = case_record(case, result, t0, time.time(), evaluate_gates(case, result))
+            record = case_record(case, result, t0, time.time(), [])
+            record["gates"] = evaluate_gates(case, record["status"], record["rows"])
             write_case(out, record)
             ran += 1
             bar.update(1)
@@ -340,6 +346,9 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
         barrier()
     ledger = read_ledger(out)
     records = [ledger[c.key] for c in cases if c.key in ledger]
+    for case in cases:  # gates are not part of the key: judge reused cases by the suite as it is now
+        if case.key in ledger:
+            ledger[case.key]["gates"] = evaluate_gates(case, ledger[case.key]["status"], ledger[case.key]["rows"])
     summary = RunSummary(out=out, records=records, ran=ran, reused=reused)
     if process_index == 0:
         write_tables(out, records)
