@@ -71,7 +71,7 @@ def _cmd_run(args) -> int:
     for line in summary.gate_failures:
         print(f"  GATE FAILED {line}")
     report = summary.out / "report.html"
-    if report.exists():
+    if report.exists() and not args.no_report:
         print(f"  report: {report}")
     return summary.exit_code
 
