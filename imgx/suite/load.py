@@ -200,7 +200,7 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
         features = options.get("features")
         if features is not None and features not in FEATURE_EXTRACTORS:
             problems.add(loc + ("metric_options", metric, "features"), FEATURE_EXTRACTORS.suggest(features))
-    for name, expr in {**case.gates, **case.regression}.items():
+    for name in {**case.gates, **case.regression}:
         field = "gates" if name in case.gates else "regression"
         if name not in METRICS and not name.startswith("latency_ms_"):
             problems.add(loc + (field, name), METRICS.suggest(name))
