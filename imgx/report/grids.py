@@ -21,6 +21,8 @@ log = logging.getLogger("imgx")
 GRID_MAX_SIDE = 900  # artifact grids: wide enough to read, small enough for a few-MB report
 THUMB_MAX_SIDE = 160  # one output in a guidance grid
 EDIT_IMAGE_BUDGET = 360  # at most this many thumbnails across all edit grids; the rest is counted, not embedded
+BYTE_BUDGET = 12_000_000  # encoded image bytes per page; past it images become a note, the page stays openable
+GALLERY_ITEMS = 24  # at most this many images from one list artifact
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 
@@ -73,16 +75,21 @@ def _encode(img: Image.Image) -> tuple[bytes, str]:
 class ImageEmbedder:
     """Turns run-directory image paths into data URIs, once per (path, size)."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, byte_budget: int = BYTE_BUDGET):
         self.out = Path(out)
         self._cache: dict[tuple[str, int], Embedded] = {}
         self.bytes_embedded = 0
         self.count = 0
+        self.byte_budget = byte_budget
+        self.over_budget = 0  # images left out for the budget
 
     def embed(self, rel: str, max_side: int = GRID_MAX_SIDE) -> Embedded:
         """Embed ``out/rel`` downscaled to at most ``max_side`` pixels on its longer side."""
         key = (str(rel), max_side)
         if key not in self._cache:
+            if self.bytes_embedded >= self.byte_budget:
+                self.over_budget += 1
+                return Embedded(source=str(rel), note="not embedded (report size budget reached); see the file")
             self._cache[key] = self._load(str(rel), max_side)
         return self._cache[key]
 
@@ -128,18 +135,20 @@ class Gallery:
 
 
 def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epochs: list[Any] | None = None,
-                       max_side: int = GRID_MAX_SIDE) -> list[Gallery]:
+                       max_side: int = GRID_MAX_SIDE, skip: set[str] | frozenset[str] = frozenset()) -> list[Gallery]:
     """Galleries from a case's ``artifacts``: ``name -> path``, ``name -> [paths]`` or ``name -> {label: path}``.
 
     ``<name>_rows`` (a list of strings) labels the rows of grid ``<name>``; ``<name>_labels`` labels the items of
     list ``<name>``. A list whose length equals the number of history epochs is captioned by epoch. Anything
-    that is not an image path is ignored (tasks may store other notes there).
+    that is not an image path is ignored (tasks may store other notes there), and so are the names in ``skip``
+    (e.g. an edit case's ``outputs``, which the guidance grids show). Long lists show their first
+    ``GALLERY_ITEMS`` images.
     """
     if not isinstance(artifacts, dict):
         return []
     galleries = []
     for name, value in artifacts.items():
-        if name.endswith(("_rows", "_labels")) and isinstance(value, list):
+        if name in skip or (name.endswith(("_rows", "_labels")) and isinstance(value, list)):
             continue
         title = str(name).replace("_", " ")
         rows = artifacts.get(f"{name}_rows")
@@ -158,7 +167,12 @@ def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epoch
             else:
                 captions = [f"{i + 1}" for i in range(len(paths))]
             side = max_side if len(paths) == 1 else min(max_side, 320)
-            figures = [Figure(c, embedder.embed(p, side)) for c, p in zip(captions, paths, strict=True)]
+            pairs = list(zip(captions, paths, strict=True))
+            if len(pairs) > GALLERY_ITEMS:  # keep the first and the last (e.g. epochs), evenly spaced between
+                idx = sorted({round(i * (len(pairs) - 1) / (GALLERY_ITEMS - 1)) for i in range(GALLERY_ITEMS)})
+                pairs = [pairs[i] for i in idx]
+                title += f" ({len(idx)} of {len(paths)})"
+            figures = [Figure(c, embedder.embed(p, side)) for c, p in pairs]
             galleries.append(Gallery(title, figures, row_labels))
         elif isinstance(value, dict):
             figures = [Figure(str(k), embedder.embed(v, min(max_side, 320))) for k, v in value.items()
@@ -204,35 +218,53 @@ def _sort_key(text: str):
         return (1, 0.0, text)
 
 
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() not in ("false", "0", "no", "")
+
+
 def guidance_grids(outputs: list[dict[str, Any]], embedder: ImageEmbedder, random_cases: set[str],
-                   row_axis: str = "image_guidance_scale", col_axis: str = "guidance_scale",
-                   budget: int = EDIT_IMAGE_BUDGET) -> tuple[list[GuidanceGrid], int]:
+                   params: dict[str, dict[str, Any]] | None = None, row_axis: str = "image_guidance_scale",
+                   col_axis: str = "guidance_scale", budget: int = EDIT_IMAGE_BUDGET) -> tuple[list[GuidanceGrid], int]:
     """Group edit outputs (``outputs.csv`` rows) into guidance grids; returns the grids and how many outputs were
     left out for the image budget.
 
-    A grid holds the outputs that share input, prompt and every other setting; its cells are indexed by the two
-    guidance values (``-`` where a row lacks the column).
+    A grid holds the outputs that share input, prompt, seed and every other sweep setting of their case
+    (``params``: case id -> sweep point; without it, every output column but the per-output ones); its cells
+    are indexed by the two guidance values (``-`` where a row lacks the column). The input shown is the copy
+    saved in the run directory (``input_image``), else ``input_path`` when that lies inside the run directory.
     """
-    ignored = {"case_id", "path", "prompt", "input_path", row_axis, col_axis}
+    per_output = {"case_id", "path", "prompt", "input_path", "input_image", "input_name", "valid", "invalid_reason",
+                  "clip_tokens", "weights", "generator_device", row_axis, col_axis}
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in outputs:
-        fixed = tuple((k, _fmt(v)) for k, v in row.items() if k not in ignored and _fmt(v) != "")
-        groups.setdefault((str(row.get("input_path") or ""), str(row.get("prompt") or ""), fixed), []).append(row)
+        cid = str(row.get("case_id"))
+        if params is not None and cid in params:
+            source = {k: v for k, v in params[cid].items() if k not in (row_axis, col_axis)}
+            source["seed"] = row.get("seed")
+        else:
+            source = {k: v for k, v in row.items() if k not in per_output}
+        fixed = tuple((k, _fmt(v)) for k, v in source.items() if _fmt(v) != "")
+        src = str(row.get("input_image") or row.get("input_path") or "")
+        name = str(row.get("input_name") or row.get("input_path") or src)
+        groups.setdefault((src, name, str(row.get("prompt") or ""), fixed), []).append(row)
     grids, left_out, used = [], 0, 0
-    for (input_path, prompt, fixed), rows in groups.items():
+    for (src, name, prompt, fixed), rows in groups.items():
         if used + len(rows) > budget:
             left_out += len(rows)
             continue
         used += len(rows)
         cells: dict[tuple[str, str], Embedded] = {}
         for r in rows:
-            cells[(_fmt(r.get(row_axis)) or "-", _fmt(r.get(col_axis)) or "-")] = embedder.embed(
-                str(r.get("path") or ""), THUMB_MAX_SIDE)
-        input_image = embedder.embed(input_path, THUMB_MAX_SIDE) if looks_like_image_path(input_path) else None
+            cell = embedder.embed(str(r.get("path") or ""), THUMB_MAX_SIDE)
+            if "valid" in r and not _truthy(r.get("valid")):
+                cell = Embedded(cell.uri, cell.width, cell.height, cell.source,
+                                f"invalid: {r.get('invalid_reason') or 'excluded from metrics'}", cell.pixelated)
+            cells[(_fmt(r.get(row_axis)) or "-", _fmt(r.get(col_axis)) or "-")] = cell
+        input_image = embedder.embed(src, THUMB_MAX_SIDE) if looks_like_image_path(src) else None
         if input_image is not None and not input_image.ok:
             input_image = None  # an input outside the run directory is named, not shown
         grids.append(GuidanceGrid(
-            input_label=input_path or "(embedded input)", input_image=input_image, prompt=prompt,
+            input_label=name or "(embedded input)", input_image=input_image, prompt=prompt,
             fixed=dict(fixed), row_axis=row_axis, col_axis=col_axis,
             row_values=sorted({k[0] for k in cells}, key=_sort_key),
             col_values=sorted({k[1] for k in cells}, key=_sort_key), cells=cells,

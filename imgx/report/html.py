@@ -268,7 +268,9 @@ def case_panel(rec: dict[str, Any], embedder: ImageEmbedder, index: int) -> Case
         status=rec.get("status", ""), detail=rec.get("detail") or "", facts=[(k, str(v)) for k, v in facts if v != ""],
         random_weights=bool(info.get("random_weights")), gates=rec.get("gates") or [],
         metrics=metrics_table(rec), history_svg=history_svg, history=history_table,
-        galleries=artifact_galleries(rec.get("artifacts") or {}, embedder, epochs),
+        galleries=artifact_galleries(rec.get("artifacts") or {}, embedder, epochs,
+                                     max_side=480 if rec.get("task") == "edit" else 900,
+                                     skip={"outputs"} if rec.get("task") == "edit" else frozenset()),
         info=info_table(info, rec["case_id"]), open=index < OPEN_PANELS and rec.get("task") != "edit")
 
 
@@ -453,7 +455,8 @@ def edit_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embed
     ids = {r["case_id"] for r in recs}
     random_cases = {r["case_id"] for r in recs if (r.get("info") or {}).get("random_weights")}
     mine = [o for o in outputs if str(o.get("case_id")) in ids]
-    grids, left_out = guidance_grids(mine, embedder, random_cases)
+    params = {r["case_id"]: r.get("params") or {} for r in recs}
+    grids, left_out = guidance_grids(mine, embedder, random_cases, params)
     note = ("Each grid is one input and prompt; image guidance runs down the rows and text guidance across the "
             "columns. Other settings are listed above each grid.")
     if left_out:
@@ -597,6 +600,7 @@ def build_context(out: Path) -> dict[str, Any]:
         "generated": datetime.now().astimezone().isoformat(timespec="seconds"),
         "images_embedded": embedder.count,
         "image_bytes": embedder.bytes_embedded,
+        "images_over_budget": embedder.over_budget,
     }
 
 

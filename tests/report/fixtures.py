@@ -91,8 +91,10 @@ def make_run(out: Path, *, edit_inputs: int = 2, prompts: tuple[str, ...] = (EVI
         row("kid", 0.3, "untrained", ci=0.02, n=1000), row("fid", 3.0, "real-split", ci=0.5, n=1000),
         row("kid", 0.001, "real-split", ci=0.0005, n=1000),
         row("fid", None, "inception-v3", status="unavailable", detail="Inception weights not present offline")],
-        history=[{"epoch": e, "d_loss": 1.3 / e, "g_loss": 0.7 + e / 10, "d_acc": 0.5 + e / 10} for e in epochs],
-        artifacts={"fixed_noise": [_image(out, rng, 56, "gan", "epoch", e) for e in epochs]},
+        history=[{"epoch": e, "d_loss": 1.3 / e, "g_loss": 0.7 + e / 10, "d_acc_real": 0.5 + e / 10,
+                  "d_acc_fake": 0.6 + e / 20, "seconds": 2.0, "class_coverage": 0.8} for e in epochs],
+        artifacts={"samples": _image(out, rng, 56, "gan", "samples"), "untrained": _image(out, rng, 56, "gan", "u"),
+                   "fixed_noise": [_image(out, rng, 56, "gan", "epoch", e) for e in epochs]},
         info={"feature_extractor": "digits-classifier", "weights_sha256": "ab" * 32, "real_samples": 1000,
               "fake_samples": 1000}))
 
@@ -115,13 +117,21 @@ def make_run(out: Path, *, edit_inputs: int = 2, prompts: tuple[str, ...] = (EVI
                             continue
                         outputs = []
                         for i, src in enumerate(inputs):
-                            for p in prompts:
+                            for k, p in enumerate(prompts):
                                 path = _image(out, rng, image_size, cid, p, i)
-                                outputs.append({"prompt": p, "seed": 7, "input_path": src, "path": path})
+                                invalid = "black image (NSFW filter?)" if (i, k, ig, g) == (0, 1, 1.0, 5.0) else ""
+                                # like the edit task: the embedded photo has no source path, its copy is in images/
+                                outputs.append({"prompt": p, "seed": 7, "input_path": "", "path": path,
+                                                "input_image": src, "input_name": f"photo-{i}", "scheduler": sched,
+                                                "num_inference_steps": st, "guidance_scale": g,
+                                                "image_guidance_scale": ig, "valid": not invalid,
+                                                "invalid_reason": invalid, "clip_tokens": 7 + k})
                         lat = 50.0 * st * (1.3 if sched == "ddim" else 1.0)
                         q = 0.1 + 0.02 * g / 5 + 0.01 * st - 0.02 * ig + shift
                         records.append(record(cid, "edit", len(records), params=params, device=device, dtype=dtype,
                                               outputs=outputs, info={"random_weights": True, "pipeline": "tiny"},
+                                              artifacts={"grid": outputs[0]["path"], "grid_rows": ["input"],
+                                                         "outputs": [o["path"] for o in outputs]},
                                               rows=[row("clip_directional_similarity", q),
                                                     row("clip_image_similarity", 0.9 - 0.05 * g / 5 + 0.05 * ig),
                                                     row("clip_score", None, status="unavailable",

@@ -75,6 +75,26 @@ def test_artifact_galleries_shapes(tmp_path):
     assert [f.image.ok for f in gals["triplet"].figures] == [True, False]
 
 
+def test_long_lists_and_the_byte_budget(tmp_path):
+    from imgx.imageio import save_png
+
+    paths = []
+    for i in range(40):
+        save_png(np.full((4, 4, 3), i, np.uint8), tmp_path / "images", f"e{i}.png")
+        paths.append(f"images/e{i}.png")
+    (g,) = artifact_galleries({"epochs": paths}, ImageEmbedder(tmp_path), epochs=list(range(1, 41)))
+    captions = [f.caption for f in g.figures]
+    assert len(captions) == 24
+    assert captions[0] == "epoch 1"
+    assert captions[-1] == "epoch 40"
+    emb = ImageEmbedder(tmp_path, byte_budget=1)
+    assert emb.embed(paths[0]).ok  # the first image passes, then the budget is spent
+    later = emb.embed(paths[1])
+    assert not later.ok
+    assert "budget" in later.note
+    assert emb.over_budget == 1
+
+
 def test_images_are_downscaled_and_compressed(tmp_path):
     from imgx.imageio import save_png
 

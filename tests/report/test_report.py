@@ -81,12 +81,25 @@ def test_summary_comes_first_and_counts_cases(synthetic_report, synthetic_run):
 def test_every_section_is_present(synthetic_report):
     _, html = synthetic_report
     for needle in ("gray-copy", "untrained", "real-split", "Inception weights not present offline",
-                   "digits-classifier", "test_loss", "d_acc", "epoch 3", "Outputs by guidance",
+                   "digits-classifier", "test_loss", "d_acc_fake", "epoch 3", "Outputs by guidance",
+                   "invalid: black image (NSFW filter?)", "photo-1",
                    "Image similarity vs directional similarity", "Latency vs quality (cpu float32)",
                    "Pareto front", "CPU vs CUDA latency", "Per-stage latency", "vae_decode",
                    "random weights (tiny)", "image file missing"):
         assert needle in html, needle
     assert html.count("<svg") >= 6
+
+
+def test_edit_grids_hold_every_output_once(synthetic_report, synthetic_run):
+    _, html = synthetic_report
+    with open(synthetic_run / "outputs.csv", newline="") as fh:
+        outputs = list(csv.DictReader(fh))
+    edit = [o for o in outputs if o["case_id"].startswith("edit")]
+    grids = html[html.index("Outputs by guidance"):html.index("Image similarity vs directional similarity")]
+    # one cell per output (alt names its guidance pair), one input per grid; no case-panel duplicate of outputs
+    assert grids.count('alt="image_guidance_scale=') == len(edit)
+    assert grids.count('alt="input"') == len(edit) // 4  # 2 x 2 guidance values per grid
+    assert "outputs" not in [g for g in re.findall(r"<h4>([^<]+)</h4>", html)]
 
 
 def test_text_is_escaped_and_prompts_never_become_paths(synthetic_report, synthetic_run):
