@@ -130,6 +130,7 @@ class Measurement:
     values: list[float] = field(default_factory=list)  # per seed point, when aggregated over a seed sweep
     spread: float | None = None  # std across seed points (of the group this value belongs to)
     n_seeds: int = 1  # how many seed points were averaged into ``value``
+    derived_half_width: float | None = None  # a median's 95% half-width estimated from p50/p90 (timing rows)
 
     @property
     def ok(self) -> bool:
@@ -137,8 +138,9 @@ class Measurement:
 
     @property
     def ci_half_width(self) -> float | None:
+        """Half the CI width; for a latency median without a CI, the half-width estimated from its p90."""
         if self.ci_low is None or self.ci_high is None:
-            return None
+            return self.derived_half_width
         return abs(self.ci_high - self.ci_low) / 2
 
     def spread_info(self) -> dict[str, Any] | None:
@@ -147,8 +149,10 @@ class Measurement:
             info.update(n=len(self.values), std=self.spread, min=min(self.values), max=max(self.values))
         elif self.spread is not None:
             info.update(std=self.spread)
-        if self.ci_half_width is not None:
+        if self.ci_low is not None and self.ci_high is not None:
             info.update(ci_low=self.ci_low, ci_high=self.ci_high)
+        elif self.derived_half_width is not None:
+            info.update(half_width=self.derived_half_width)
         return info or None
 
 
@@ -211,10 +215,28 @@ def _measurement(row: dict[str, Any]) -> Measurement:
                        ci_high=row.get("ci_high"))
 
 
+def median_half_width(p50: float, p90: float, n: int) -> float:
+    """95% half-width of a median of ``n`` timings, estimated from their p50 and p90.
+
+    For roughly normal timings sigma ~ (p90 - p50) / 1.2816 and the median's standard error is
+    1.2533 * sigma / sqrt(n); so 1.96 standard errors ~ 1.92 * (p90 - p50) / sqrt(n). Timings are skewed
+    (a loaded machine gives a long right tail), which only widens the band: the honest direction.
+    """
+    return 1.9167 * max(p90 - p50, 0.0) / math.sqrt(max(n, 1))
+
+
+def _add_latency_noise(metrics: dict[tuple[str, str], Measurement]) -> None:
+    """Give ``latency_ms_p50`` a noise band from its sibling ``latency_ms_p90`` when it has no CI."""
+    p50, p90 = metrics.get(("latency_ms_p50", "")), metrics.get(("latency_ms_p90", ""))
+    if p50 and p90 and p50.ok and p90.ok and p50.ci_low is None and p50.n:
+        p50.derived_half_width = median_half_width(p50.value, p90.value, p50.n)
+
+
 def _entry_from_record(record: dict[str, Any]) -> CaseEntry:
     metrics = {}
     for row in record.get("rows", []):
         metrics[(row["metric"], row.get("reference") or "")] = _measurement(row)
+    _add_latency_noise(metrics)
     return CaseEntry(case_id=record["case_id"], base_id=record.get("base_id") or record["case_id"],
                      params=dict(record.get("params") or {}), device=str(record.get("device", "")),
                      status=record.get("status", "ok"), detail=record.get("detail") or "",
@@ -259,6 +281,7 @@ def load_snapshot(path: str | Path) -> Snapshot:
     cases = {}
     for case_id, c in data.get("cases", {}).items():
         metrics = {(m["metric"], m.get("reference") or ""): _measurement(m) for m in c.get("metrics", [])}
+        _add_latency_noise(metrics)
         cases[case_id] = CaseEntry(case_id=case_id, base_id=c.get("base_id") or case_id,
                                    params=dict(c.get("params") or {}), device=str(c.get("device", "")),
                                    status=c.get("status", "ok"), detail=c.get("detail") or "",
@@ -332,6 +355,18 @@ def parse_tolerance(text: str | float) -> tuple[float, bool]:
     if not m:
         raise ValueError(f"tolerance {text!r} is not a number or a percentage like 2%")
     return float(m.group(1)), m.group(3) == "%"
+
+
+def gated_by_default(metric: str) -> bool:
+    """Quality metrics and timing medians get a verdict without a ``regression:`` entry; the rest is reported.
+
+    ``latency_ms_p90`` is the spread of the latency, not a target; throughput, training time and peak memory
+    (a process-wide peak) move with whatever else the machine and process did. Name one under the suite's
+    ``regression:`` to gate it.
+    """
+    if not is_timing(metric):
+        return True
+    return metric == "seconds_per_step" or (metric.startswith("latency_ms_") and metric != "latency_ms_p90")
 
 
 def default_tolerance(metric: str) -> str:
@@ -426,8 +461,15 @@ def _timing_spread(b: Measurement) -> float:
 def compare_measurements(case_id: str, metric: str, reference: str, b: Measurement | None, c: Measurement | None,
                          *, tolerance: str, defaulted: bool = False, latency_ok: bool = True,
                          latency_reason: str = "", candidate_case_status: str = "ok",
-                         candidate_case_detail: str = "") -> MetricComparison:
-    """Compare one metric; see the module docstring for the rule."""
+                         candidate_case_detail: str = "", gated: bool = True) -> MetricComparison:
+    """Compare one metric; see the module docstring for the rule.
+
+    Args:
+        b, c: the baseline and candidate measurements (None when the row is absent).
+        tolerance: ``"2%"`` (relative to the baseline) or ``"0.01"`` (absolute).
+        latency_ok: False when timing rows must not be compared (different machines or devices).
+        gated: False for rows that are reported but get no verdict (see :func:`gated_by_default`).
+    """
     info = _info(metric)
     timing = not info.quality
     tol_text = tolerance + (" (default)" if defaulted else "")
@@ -447,7 +489,7 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
             row.detail = "no ok value on either side"
         return row
     if not (c and c.ok):
-        if candidate_case_status == "failed" or (c and c.status == "failed"):
+        if gated and (candidate_case_status == "failed" or (c and c.status == "failed")):
             row.verdict = "regression"
             row.detail = f"candidate failed: {(c.detail if c and c.detail else candidate_case_detail) or 'no reason'}"
         else:
@@ -474,6 +516,10 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
         row.verdict = "not-compared"
         row.detail = f"{pct_text}; {latency_reason or 'different machines'}: timing is compared only on like " \
                      "machines (pass --latency to compare anyway)"
+        return row
+    if not gated:
+        row.verdict = "not-compared"
+        row.detail = f"{pct_text}; reported, not gated by default (name it under the suite's regression: to gate it)"
         return row
     worse = -change if info.higher_is_better else change
     if abs(change) <= threshold:
@@ -538,7 +584,8 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
                 c.metrics.get((metric, reference)) if c else None, tolerance=tol, defaulted=defaulted,
                 latency_ok=latency_ok, latency_reason=reason,
                 candidate_case_status=c.status if c else "missing",
-                candidate_case_detail=(c.detail if c else "case not in the candidate run"))
+                candidate_case_detail=(c.detail if c else "case not in the candidate run"),
+                gated=not defaulted or gated_by_default(metric))
             comp.rows.append(row)
             if reference and row.verdict == "not-compared" and row.detail.startswith("reference moved"):
                 comp.warnings.append(f"{row.label}: {row.detail}")
@@ -675,7 +722,10 @@ def compare_command(baseline: str | Path, candidate: str | Path, *, out: str | P
     else:
         baseline_dir = Path(baseline) if Path(baseline).is_dir() else None
         write_comparison(comp, out_dir, baseline_dir, candidate)
-        if not (out_dir / "summary.md").exists():
-            atomic_write_text(out_dir / "summary.md", summary)
-    print(summary, end="")
+        md = out_dir / "summary.md"
+        if md.exists():
+            summary = md.read_text(encoding="utf-8")
+        else:
+            atomic_write_text(md, summary)
+    print(summary, end="" if summary.endswith("\n") else "\n")
     return comp.exit_code
