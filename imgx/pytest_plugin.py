@@ -206,7 +206,7 @@ class SuiteRun:
         from imgx.results import read_ledger
         from imgx.runner import RunContext, RunLock, _now, prepare_out
 
-        self.out = prepare_out(self.out, self.suite.path)
+        self.out = prepare_out(self.out, self.suite)
         self.lock = RunLock(self.out)
         self.lock.__enter__()
         self.ctx = RunContext(out=self.out, quiet=True)
@@ -237,12 +237,15 @@ class SuiteRun:
             self.start()
         previous = self.ledger.get(case.key)
         if not fresh and previous is not None and previous["status"] != "skipped":
+            # Gates are not part of the key: judge a reused case by the suite as it is now.
+            previous["gates"] = evaluate_gates(case, previous["status"], previous["rows"])
             self.reused += 1
             self.records[case.key] = previous
             return previous
         t0 = time.time()
         result = run_case(case, self.ctx)
-        record = case_record(case, result, t0, time.time(), evaluate_gates(case, result))
+        record = case_record(case, result, t0, time.time(), [])
+        record["gates"] = evaluate_gates(case, record["status"], record["rows"])
         write_case(self.out, record)
         self.ran += 1
         self.records[case.key] = record
