@@ -37,6 +37,7 @@ OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
 QUALITY_PREFERENCE = ("clip_directional_similarity", "clip_score", "clip_image_similarity", "ssim", "psnr")
 STAGE_ORDER = ("text_encode", "image_encode", "denoise", "vae_decode")
 NOT_STAGES = {"latency_ms_p50", "latency_ms_p90"}
+FLOORS = ("gray-copy", "untrained")  # references a useful model must beat
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -205,6 +206,14 @@ def metrics_table(rec: dict[str, Any]) -> Table | None:
                 titles[4 + j] = f"95% CI [{fmt_value(r['ci_low'])}, {fmt_value(r['ci_high'])}]"
             if r and r.get("status") not in (None, "ok"):
                 css[4 + j] = STATUS_CSS.get(r["status"], "")
+        # A trivial reference (gray-copy, untrained) is a floor: a model on the wrong side of it is flagged.
+        direction = values[1]
+        mv = to_float(model.get("value")) if model else None
+        for ref in FLOORS:
+            rv = to_float(by_ref[ref].get("value")) if ref in by_ref else None
+            if mv is not None and rv is not None and direction and (mv < rv if direction == "higher" else mv > rv):
+                css[2] = "warn"
+                titles[2] = f"worse than the {ref} reference ({fmt_value(rv)})"
         status = model.get("status") if model else "; ".join(sorted({r.get("status", "") for r in mine}))
         details = list(dict.fromkeys(str(r.get("detail")) for r in ([model] if model else []) + list(by_ref.values())
                                      if r.get("detail")))
@@ -213,6 +222,8 @@ def metrics_table(rec: dict[str, Any]) -> Table | None:
         values += [unit, n, status, " | ".join(details)]
         css[len(values) - 2] = STATUS_CSS.get(str(status), "")
         table.add(values, css=css, titles=titles)
+    table.note = "Amber value: worse than a trivial reference (hover for which)." if any(
+        c.css == "warn" for row in table.rows for c in row[2:3]) else ""
     return table
 
 
