@@ -2,9 +2,10 @@
 
 Pure functions over features ``(N, D)``; the feature extractors live in :mod:`imgx.metrics.features`.
 
-The matrix square root is the symmetric one: with ``sigma1 = V diag(w) V^T`` (eigendecomposition, negative
-round-off clipped to 0) and ``A = V diag(sqrt(w))``, ``tr sqrt(sigma1 sigma2) = sum sqrt(eig(A^T sigma2 A))``,
-an eigenvalue problem of a symmetric positive semi-definite matrix. Unlike ``scipy.linalg.sqrtm`` of the
+The matrix square root is the symmetric one: with any factor ``sigma1 = A A^T`` (Cholesky when ``sigma1`` is
+positive definite, else ``A = V diag(sqrt(w))`` from the eigendecomposition with negative round-off clipped to
+0), ``tr sqrt(sigma1 sigma2) = sum sqrt(eig(A^T sigma2 A))``, an eigenvalue problem of a symmetric positive
+semi-definite matrix. Unlike ``scipy.linalg.sqrtm`` of the
 non-symmetric product it needs no complex arithmetic, cannot return imaginary parts or NaN on
 rank-deficient covariances (fewer samples than feature dimensions), and is several times faster.
 """
@@ -40,9 +41,16 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> tuple[float, i
     Returns:
         ``(trace, rank)``; ``rank < D`` means one of the covariances is singular.
     """
-    w, v = np.linalg.eigh(sigma1)
-    np.clip(w, 0.0, None, out=w)
-    a = v * np.sqrt(w)  # V diag(sqrt w): sigma1 = a a^T
+    try:
+        # Any factor sigma1 = a a^T gives the same eigenvalues of a^T sigma2 a; Cholesky is the cheapest and
+        # exists whenever sigma1 is positive definite.
+        a = np.linalg.cholesky(sigma1)
+    except np.linalg.LinAlgError:
+        # Singular (e.g. fewer samples than dimensions): the symmetric square root from the eigendecomposition,
+        # with the negative round-off eigenvalues clipped to 0.
+        w, v = np.linalg.eigh(sigma1)
+        np.clip(w, 0.0, None, out=w)
+        a = v * np.sqrt(w)  # V diag(sqrt w): sigma1 = a a^T
     m = a.T @ sigma2 @ a
     m = (m + m.T) * 0.5  # exact symmetry for eigvalsh; round-off makes m @ m.T differ in the last bits
     ev = np.linalg.eigvalsh(m)
