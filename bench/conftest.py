@@ -1,0 +1,63 @@
+"""Benchmarks (pytest-benchmark): each speed goal is a ratio to a baseline measured in the same process.
+
+Run them all with ``pytest bench --benchmark-autosave`` (JSON under ``.benchmarks/``, readable by
+``pytest-benchmark compare``); see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks reuse the tests' helpers (``tests.helpers``, report fixtures)
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _imgx_cache(tmp_path_factory):
+    """Benchmarks never read or fill the user's imgx cache: a cached result would time the cache."""
+    cache = tmp_path_factory.mktemp("imgx-cache")
+    old = os.environ.get("IMGX_CACHE")
+    os.environ["IMGX_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("IMGX_CACHE", None)
+    else:
+        os.environ["IMGX_CACHE"] = old
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record what the numbers depend on beside the CPU: library versions, threads, the GPU."""
+    import torch
+
+    from imgx import __version__
+
+    machine_info["imgx"] = {
+        "version": __version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks marked ``gpu`` skip, with the reason, where CUDA is absent."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
