@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,11 +205,12 @@ def _fmt(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:g}"
-    text = str(value)
-    try:
-        return f"{float(text):g}" if text.strip() and text.strip().lower() not in ("nan", "inf", "-inf") else text
-    except ValueError:
-        return text
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return text  # integers (seeds, steps) exactly, never in exponent notation
+    if re.fullmatch(r"-?(\d+\.\d*|\.\d+)", text):
+        return f"{float(text):g}"  # "7.50" and "7.5" are the same guidance value
+    return text
 
 
 def _sort_key(text: str):

@@ -303,6 +303,15 @@ def _group_label(rec: dict[str, Any]) -> str:
     return ", ".join(parts) or rec.get("base_id", "")
 
 
+_ABBREVIATIONS = {"image_guidance_scale": "ig", "guidance_scale": "g", "num_inference_steps": "steps"}
+
+
+def _short(key: str, value: Any) -> str:
+    if key == "scheduler":
+        return _text(value)
+    return f"{_ABBREVIATIONS.get(key, key)}={_text(value)}"
+
+
 def short_labels(recs: list[dict[str, Any]]) -> list[str]:
     """Per case, only the sweep parameters that differ between ``recs`` (``k=v, ...``); the case id otherwise."""
     keys = list(dict.fromkeys(k for r in recs for k in (r.get("params") or {})))
@@ -310,7 +319,7 @@ def short_labels(recs: list[dict[str, Any]]) -> list[str]:
     labels = []
     for r in recs:
         p = r.get("params") or {}
-        labels.append(", ".join(f"{k}={_text(p.get(k))}" for k in varying) or r["case_id"])
+        labels.append(", ".join(_short(k, p.get(k)) for k in varying) or r["case_id"])
     return labels
 
 
@@ -498,10 +507,14 @@ def gate_table(records: list[dict[str, Any]]) -> Table:
 def problems_table(records: list[dict[str, Any]]) -> Table:
     """Cases that are not ok (one line each), then metric rows that are not ok, grouped by metric and reason."""
     table = Table("not ok", ["what", "status", "reason", "cases", "case ids"], filename="problems.csv")
+    cases: dict[tuple, list[str]] = {}
     for r in records:
         if r.get("status") != "ok":
-            table.add([f"case {r['case_id']}", r.get("status"), r.get("detail"), 1, r["case_id"]],
-                      css={1: STATUS_CSS.get(str(r.get("status")), "")})
+            cases.setdefault((r.get("status"), r.get("detail") or ""), []).append(r["case_id"])
+    for (status, detail), ids in cases.items():
+        what = f"case {ids[0]}" if len(ids) == 1 else f"{len(ids)} cases"
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        table.add([what, status, detail, len(ids), shown], css={1: STATUS_CSS.get(str(status), "")})
     groups: dict[tuple, list[str]] = {}
     for r in records:
         for row in r.get("rows") or []:

@@ -186,8 +186,8 @@ def stacked_bar_plot(labels: Sequence[str], stages: dict[str, Sequence[float]], 
     ax.invert_yaxis()
     ax.set_xlabel(plain(xlabel))
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8, frameon=False, ncol=min(4, max(1, len(stages))), loc="upper center",
-              bbox_to_anchor=(0.5, -0.25 if len(labels) < 4 else -0.08))
+    ax.legend(fontsize=8, frameon=False, ncol=min(4, max(1, len(stages))), loc="lower center",
+              bbox_to_anchor=(0.5, 1.0))
     if title:
         ax.set_title(plain(title, 90), fontsize=10)
     return _svg(fig)
