@@ -13,7 +13,9 @@ standard library at import time; imgx's runner (and torch) load when a suite is 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,18 @@ class SuiteFile(pytest.File):
         return super().repr_failure(excinfo, style)
 
 
+@contextlib.contextmanager
+def _case_warnings():
+    """Warnings inside a case are reported (pytest's warnings summary), never raised.
+
+    A project's ``filterwarnings = error`` is meant for its own tests; a library warning inside a case must not
+    fail the case under pytest when ``imgx run`` would pass it, since both must give the same results.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        yield
+
+
 class CaseFailure(Exception):
     """A case failed, missed a gate or regressed; the message names metric, value and bound."""
 
@@ -154,9 +168,16 @@ class CaseItem(pytest.Item):
         self.record: dict[str, Any] | None = None
 
     def runtest(self) -> None:
+        from imgx.errors import ImgxError
+
         state: _State = getattr(self.config, _STATE)
         run = state.run_for(self)
-        record = run.run(self.case)
+        try:
+            with _case_warnings():
+                record = run.run(self.case)
+        except ImgxError as exc:  # bad input: `imgx run` would stop with exit code 2 and these lines
+            raise CaseFailure(f"{self.case.id}: bad input (exit 2 under 'imgx run'):\n  "
+                              + "\n  ".join(exc.problems())) from None
         self._record_properties(record, run)
         if record["status"] == "skipped":
             pytest.skip(f"{self.case.id}: {record['detail']}")
@@ -165,7 +186,8 @@ class CaseItem(pytest.Item):
             problems.append(f"case failed: {record['detail']}")
         problems += [f"gate failed: {g['detail']}" for g in record["gates"] if g["passed"] is False]
         if not problems and state.baseline is not None:
-            problems += state.check_baseline(self, run, record)
+            with _case_warnings():
+                problems += state.check_baseline(self, run, record)
         if problems:
             raise CaseFailure(f"{self.case.id}:\n  " + "\n  ".join(problems))
 

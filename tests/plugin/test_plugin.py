@@ -138,12 +138,21 @@ def scripted_latency():
     from imgx.results import CaseResult, MetricRow
     from imgx.tasks import TASKS
 
-    script: list[float] = []
-    calls: list[float] = []
+    script: list = []
+    calls: list = []
 
     def task(case, ctx):
+        import warnings
+
+        from imgx.errors import DataError
+
         value = script[min(len(calls), len(script) - 1)]
         calls.append(value)
+        if value == "warn":
+            warnings.warn("a library grumbles", RuntimeWarning, stacklevel=1)
+            value = 1.0
+        if value == "bad-input":
+            raise DataError("data folder /nowhere does not exist")
         return CaseResult(rows=[MetricRow("ssim", 0.5, n=32), MetricRow("latency_ms_p50", value, "ms", n=20)])
 
     entry = TASKS.entry("colorize")
@@ -176,3 +185,18 @@ def test_latency_regression_is_re_measured_once(pytester, scripted_latency):
     blip = pytester.runpytest(*opts, "--imgx-out", "c2", "--imgx-baseline", "base.json")
     blip.assert_outcomes(passed=1)
     assert len(calls) == 2
+
+
+def test_warnings_in_a_case_are_reported_not_raised_and_bad_input_fails_cleanly(pytester, scripted_latency):
+    script, calls = scripted_latency
+    pytester.makefile(".yaml", tiny=suite_text(tiny_case("colorizer")))
+    script[:] = ["warn"]
+    result = pytester.runpytest("tiny.yaml", "-W", "error::RuntimeWarning", "--imgx-out", "w", "--imgx-no-report")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*RuntimeWarning: a library grumbles*"])
+    script[:] = ["bad-input"]
+    result = pytester.runpytest("tiny.yaml", "--imgx-out", "b", "--imgx-no-report")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["colorizer: bad input (exit 2 under 'imgx run'):",
+                                 "  data folder /nowhere does not exist"])
+    assert "Traceback" not in result.stdout.str()
