@@ -71,6 +71,6 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
         "train_labels": torch.from_numpy(labels[train_idx]),
         "test_labels": torch.from_numpy(labels[test_idx]),
         "info": {"source": "sklearn.datasets.load_digits", "native_size": 8, "image_size": size,
-                 "resize": "bilinear 8x8 -> {0}x{0}".format(size), "split_seed": SPLIT_SEED,
+                 "resize": f"bilinear 8x8 -> {size}x{size}", "split_seed": SPLIT_SEED,
                  "train": int(len(train_idx)), "test": int(len(test_idx)), "classes": 10},
     }

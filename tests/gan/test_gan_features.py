@@ -29,7 +29,7 @@ def test_classifier_is_accurate_and_its_features_fit_fid(classifier, digits):
     assert (classifier.classify(digits["test"]) == digits["test_labels"]).float().mean() > 0.9
 
 
-def test_classifier_cache_is_reused_and_rebuilt_when_torn(classifier, digits, _imgx_cache):
+def test_classifier_cache_is_reused_and_rebuilt_when_torn(classifier, digits, _imgx_cache):  # noqa: PT019
     path = classifier.cache_path
     assert os.path.dirname(path).startswith(str(_imgx_cache))
     mtime = os.stat(path).st_mtime_ns

@@ -35,7 +35,7 @@ def _rows(record):
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory, _imgx_cache):
+def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gan-short")
     summary = run_suite(write_suite(out, SHORT), out / "run", quiet=True, report=False)
     return out / "run", summary
@@ -110,9 +110,9 @@ class MeanPixels(FeatureExtractor):
 def test_custom_extractor_and_too_few_samples(tmp_path):
     FEATURE_EXTRACTORS.register("mean-pixels", lambda options, context: MeanPixels())
     try:
-        text = SHORT.replace("epochs: 2", "epochs: 1").replace(
-            "data: {name: digits, image_size: 28}", "data: {name: digits, image_size: 28, train: 200, test: 1}").replace(
-            "samples: 128", "samples: 32") + "    metric_options: {fid: {features: mean-pixels}}\n"
+        text = (SHORT.replace("epochs: 2", "epochs: 1").replace("samples: 128", "samples: 32")
+                .replace("data: {name: digits, image_size: 28}", "data: {name: digits, train: 200, test: 1}")
+                + "    metric_options: {fid: {features: mean-pixels}}\n")
         (record,) = run_suite(write_suite(tmp_path, text), tmp_path / "run", quiet=True, report=False).records
     finally:
         FEATURE_EXTRACTORS.unregister("mean-pixels")
@@ -159,7 +159,7 @@ def test_unknown_metric_option_is_refused(tmp_path):
         run_suite(write_suite(tmp_path, text), tmp_path / "run", quiet=True, report=False)
 
 
-def test_gan_digits_suite_learns(tmp_path, _imgx_cache):
+def test_gan_digits_suite_learns(tmp_path):
     """The real recipe (suites/gan-digits.yaml, 20 epochs): FID at most half the untrained generator's, above
     the real-split floor, and the generator covers the digit classes."""
     summary = run_suite(ROOT / "suites" / "gan-digits.yaml", tmp_path / "run", quiet=True, report=False)
