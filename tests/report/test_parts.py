@@ -140,3 +140,22 @@ def test_plots_are_unique_escaped_svg():
     ids = lambda s: set(re.findall(r'id="([^"]+)"', s))  # noqa: E731
     assert ids(a)
     assert not (ids(a) & ids(b))
+
+
+def test_cpu_vs_cuda_speed_up_by_dtype():
+    from imgx.report.html import device_block
+    from tests.report.fixtures import record, row
+
+    recs = []
+    for i, (device, dtype, p50) in enumerate([("cpu", "float32", 1000.0), ("cuda", "float16", 50.0),
+                                              ("cuda", "float32", 200.0)]):
+        for steps in (10, 20):
+            params = {"device": device, "dtype": dtype, "num_inference_steps": steps}
+            recs.append(record(f"edit[{device},{dtype},{steps}]", "edit", i, device=device, dtype=dtype,
+                               params=params, rows=[row("latency_ms_p50", p50 * steps / 10, unit="ms"),
+                                                    row("latency_ms_p90", p50 * steps / 5, unit="ms")]))
+    block = device_block(recs)
+    speed = {(r[1].text, r[2].text): r[6].text for r in block.table.rows}
+    assert speed == {("cpu", "float32"): "", ("cuda", "float16"): "20.0x", ("cuda", "float32"): "5.0x"}
+    assert "20.0x" in str(block.svg)  # the bar label is the median speed-up of that device and dtype
+    assert device_block([r for r in recs if r["device"] == "cpu"]) is None  # one device: nothing to compare
