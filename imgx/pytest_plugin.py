@@ -176,8 +176,7 @@ class CaseItem(pytest.Item):
             with _case_warnings():
                 record = run.run(self.case)
         except ImgxError as exc:  # bad input: `imgx run` would stop with exit code 2 and these lines
-            raise CaseFailure(f"{self.case.id}: bad input (exit 2 under 'imgx run'):\n  "
-                              + "\n  ".join(exc.problems())) from None
+            raise CaseFailure("bad input (exit 2 under 'imgx run'): " + "\n".join(exc.problems())) from None
         self._record_properties(record, run)
         if record["status"] == "skipped":
             pytest.skip(f"{self.case.id}: {record['detail']}")
@@ -189,7 +188,8 @@ class CaseItem(pytest.Item):
             with _case_warnings():
                 problems += state.check_baseline(self, run, record)
         if problems:
-            raise CaseFailure(f"{self.case.id}:\n  " + "\n  ".join(problems))
+            # The first problem is the line pytest's short summary shows.
+            raise CaseFailure("\n".join(problems))
 
     def _record_properties(self, record: dict[str, Any], run: SuiteRun) -> None:
         self.record = record

@@ -49,7 +49,8 @@ def test_pass_fail_run_directory_junit_and_machine_info(pytester):
     """)
     result = pytester.runpytest("tiny.yaml", "--imgx-out", "out", "--junitxml", "junit.xml")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*strict:*", "*gate failed: ssim = *, required >= 0.999*"])
+    result.stdout.fnmatch_lines(["*imgx case strict*", "gate failed: ssim = *, required >= 0.999",
+                                 "FAILED tiny.yaml::strict - gate failed: ssim = *, required >= 0.999"])
     result.stdout.fnmatch_lines(["*imgx*", "tiny: run directory out (2 ran, 0 reused)"])
     out = pytester.path / "out"
     manifest = json.loads((out / "manifest.json").read_text())
@@ -197,6 +198,5 @@ def test_warnings_in_a_case_are_reported_not_raised_and_bad_input_fails_cleanly(
     script[:] = ["bad-input"]
     result = pytester.runpytest("tiny.yaml", "--imgx-out", "b", "--imgx-no-report")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["colorizer: bad input (exit 2 under 'imgx run'):",
-                                 "  data folder /nowhere does not exist"])
+    result.stdout.fnmatch_lines(["bad input (exit 2 under 'imgx run'): data folder /nowhere does not exist"])
     assert "Traceback" not in result.stdout.str()
