@@ -641,7 +641,7 @@ def baseline_data(run_dir: str | Path) -> dict[str, Any]:
             for (m, ref), ms in entry.metrics.items()]}
     return {
         "imgx_baseline": BASELINE_FORMAT,
-        "provenance": {"suite": manifest.get("suite"), "suite_path": manifest.get("suite_path"),
+        "provenance": {"suite": manifest.get("suite"), "suite_path": _relative(manifest.get("suite_path")),
                        "suite_sha256": manifest.get("suite_sha256"),
                        "imgx_version": manifest.get("imgx_version"), "git_commit": manifest.get("git_commit"),
                        "run_started": manifest.get("started"), "run_ended": manifest.get("ended"),
@@ -652,6 +652,16 @@ def baseline_data(run_dir: str | Path) -> dict[str, Any]:
         "cases": cases,
         "seed_groups": groups,
     }
+
+
+def _relative(path: str | None) -> str | None:
+    """A path relative to the working directory when it lies below it (baselines are committed files)."""
+    if not path:
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path
 
 
 def write_baseline(run_dir: str | Path, out: str | Path) -> Path:

@@ -265,3 +265,18 @@ def test_bad_inputs_exit_2(tmp_path, run_factory, capsys):
         parse_tolerance("2 percent")
     assert parse_tolerance("2%") == (2.0, True) and parse_tolerance(0.5) == (0.5, False)
     assert load_snapshot(base).cases["colorizer"].metrics[("ssim", "")].value == 0.85
+
+
+def test_one_seed_point_is_judged_with_its_groups_spread(run_factory):
+    """The pytest plugin compares case by case; a seed point carries the spread of its seed group."""
+    from imgx.compare import compare_snapshots, with_group_spread
+
+    seeds = [0.80, 0.85, 0.90]
+    base = with_group_spread(load_snapshot(run_factory("base", [ssim_case(v, params={"seed": i})
+                                                                for i, v in enumerate(seeds)])))
+    near = load_snapshot(run_factory("near", [ssim_case(0.82, params={"seed": 1})]))
+    far = load_snapshot(run_factory("far", [ssim_case(0.60, params={"seed": 1})]))
+    row = _row(compare_snapshots(base, near))
+    assert row.case_id == "colorizer[seed=1]" and row.change_pct < -2.0
+    assert row.verdict == "unchanged" and row.noise > abs(row.change)
+    assert _row(compare_snapshots(base, far)).verdict == "regression"
