@@ -269,11 +269,12 @@ def test_bad_inputs_exit_2(tmp_path, run_factory, capsys):
 
 def test_one_seed_point_is_judged_with_its_groups_spread(run_factory):
     """The pytest plugin compares case by case; a seed point carries the spread of its seed group."""
-    from imgx.compare import compare_snapshots, with_group_spread
+    from imgx.compare import Snapshot, compare_snapshots, with_group_spread
 
     seeds = [0.80, 0.85, 0.90]
-    base = with_group_spread(load_snapshot(run_factory("base", [ssim_case(v, params={"seed": i})
+    full = with_group_spread(load_snapshot(run_factory("base", [ssim_case(v, params={"seed": i})
                                                                 for i, v in enumerate(seeds)])))
+    base = Snapshot(full.label, full.info, full.environment, {"colorizer[seed=1]": full.cases["colorizer[seed=1]"]})
     near = load_snapshot(run_factory("near", [ssim_case(0.82, params={"seed": 1})]))
     far = load_snapshot(run_factory("far", [ssim_case(0.60, params={"seed": 1})]))
     row = _row(compare_snapshots(base, near))
