@@ -235,6 +235,6 @@ def run(case, ctx) -> CaseResult:
         history=history,
         outputs=[{"prompt": "", "seed": case.seed, "input_path": "", "path": final, "kind": "samples",
                   "count": GRID_SIDE * GRID_SIDE}],
-        artifacts={"samples": final, "untrained": before_grid, "real": real_grid, "epochs": epoch_grids},
+        artifacts={"samples": final, "untrained": before_grid, "real": real_grid, "samples_per_epoch": epoch_grids},
         info=info,
     )

@@ -74,7 +74,8 @@ def test_history_and_artifacts(short_run):
             assert h[key] != "", key
         assert 0 <= float(h["class_coverage"]) <= 1 and (out / h["grid"]).is_file()
     art = record["artifacts"]
-    assert len(art["epochs"]) == 2 and all((out / p).is_file() for p in [*art["epochs"], art["samples"]])
+    grids = art["samples_per_epoch"]
+    assert len(grids) == 2 and all((out / p).is_file() for p in [*grids, art["samples"]])
     assert (out / art["untrained"]).is_file() and (out / art["real"]).is_file()
 
 
