@@ -563,8 +563,11 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
         comp.warnings.append(f"baseline and candidate ran on different machines or library versions ({listed}); "
                              + ("timing metrics are compared anyway (--latency)" if latency else
                                 "quality metrics are compared, timing metrics are not (pass --latency to compare)"))
+    bsuite, csuite = baseline.info.get("suite"), candidate.info.get("suite")
     bsha, csha = baseline.info.get("suite_sha256"), candidate.info.get("suite_sha256")
-    if bsha and csha and bsha != csha:
+    if bsuite and csuite and bsuite != csuite:
+        comp.warnings.append(f"comparing different suites ({bsuite} -> {csuite}): only cases with the same id match")
+    elif bsha and csha and bsha != csha:
         comp.warnings.append(f"the suite file changed since the baseline (sha256 {bsha[:12]} -> {csha[:12]})")
     tolerances = tolerances or {}
     for case_id in dict.fromkeys([*baseline.cases, *candidate.cases]):
