@@ -192,7 +192,9 @@ class CaseItem(pytest.Item):
             raise CaseFailure("\n".join(problems))
 
     def _record_properties(self, record: dict[str, Any], run: SuiteRun) -> None:
+        """Metric values as ``user_properties`` (JUnit XML properties); a re-measured case replaces them."""
         self.record = record
+        self.user_properties.clear()
         self.user_properties.append(("imgx_status", record["status"]))
         self.user_properties.append(("imgx_run_dir", str(run.out)))
         self.user_properties.append(("imgx_key", record["key"]))
