@@ -22,8 +22,8 @@ cases:
   - id: colorizer
     task: colorize
     model: {name: encoder-decoder}
-    data: {name: photos, image_size: 16, train: 256, test: 64}
-    train: {epochs: 1, batch_size: 64}
+    data: {name: photos, image_size: 32, train: 1024, test: 64}
+    train: {epochs: 2, batch_size: 64}
     metrics: [mse, psnr, ssim]
     gates: {ssim: ">= 0.0"}
     sweep: {lr: [0.001, 0.002, 0.003]}
