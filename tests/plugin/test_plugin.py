@@ -200,3 +200,18 @@ def test_warnings_in_a_case_are_reported_not_raised_and_bad_input_fails_cleanly(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["bad input (exit 2 under 'imgx run'): data folder /nowhere does not exist"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_several_suites_get_one_run_directory_each(pytester, scripted_latency):
+    script, calls = scripted_latency
+    script[:] = [1.0]
+    pytester.makefile(".yaml", first=suite_text(tiny_case("colorizer"), name="alpha"),
+                      second=suite_text(tiny_case("colorizer"), name="beta"))
+    result = pytester.runpytest("first.yaml", "second.yaml", "--imgx-out", "out", "--imgx-no-report")
+    result.assert_outcomes(passed=2)
+    for name in ("alpha", "beta"):
+        manifest = json.loads((pytester.path / "out" / name / "manifest.json").read_text())
+        assert manifest["suite"] == name and manifest["ran"] == 1
+    result = pytester.runpytest("first.yaml", "second.yaml", "--imgx-baseline", "b.json", "--imgx-update-baseline")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--imgx-update-baseline writes one file: run one suite at a time*"])
