@@ -411,7 +411,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state: _State | None = getattr(session.config, _STATE, None)
     if state is not None:
-        state.finish()
+        with _case_warnings():  # writing tables and the report is the run's work, as under `imgx run`
+            state.finish()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
