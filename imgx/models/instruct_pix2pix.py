@@ -172,6 +172,8 @@ def resolve_weights(weights: str | None, cache_dir: str | Path, *, variant: str 
             raise WeightsError(f"model.weights {weights!r}: no such folder, and not a hub id like "
                                f"{DEFAULT_WEIGHTS!r}")
     check_folder(folder, variant=variant, safety_checker=safety_checker)
+    if (folder / "imgx_tiny.json").is_file():  # a copy of the tiny pipeline is still random weights
+        info["random_weights"] = True
     info["path"] = str(folder)
     info["fingerprint"] = folder_fingerprint(folder)
     return folder, info
