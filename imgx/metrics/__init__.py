@@ -22,6 +22,7 @@ class MetricInfo:
     tasks: frozenset[str]
     requestable: bool = True  # False for rows a task always emits (train_seconds) or that come with another
     quality: bool = True  # False for timing and memory: compared only on the same machine
+    options: frozenset[str] = frozenset()  # keys accepted under metric_options.<name>
 
     @property
     def direction(self) -> str:
@@ -32,8 +33,9 @@ class MetricInfo:
 METRICS = Registry("metric")
 
 
-def _metric(name, display, unit, higher, kind, tasks, requestable=True, quality=True):
-    METRICS.register(name, MetricInfo(name, display, unit, higher, kind, frozenset(tasks), requestable, quality),
+def _metric(name, display, unit, higher, kind, tasks, requestable=True, quality=True, options=()):
+    METRICS.register(name, MetricInfo(name, display, unit, higher, kind, frozenset(tasks), requestable, quality,
+                                      frozenset(options)),
                      help=f"{display} ({'higher' if higher else 'lower'} is better)")
 
 
@@ -41,11 +43,13 @@ _ALL = {"colorize", "generate", "edit"}
 _metric("mse", "MSE", "", False, "full-reference", {"colorize", "edit"})
 _metric("psnr", "PSNR", "dB", True, "full-reference", {"colorize", "edit"})
 _metric("ssim", "SSIM", "", True, "full-reference", {"colorize", "edit"})
-_metric("fid", "FID", "", False, "distribution", {"generate"})
-_metric("kid", "KID", "", False, "distribution", {"generate"})
-_metric("clip_score", "CLIP score", "", True, "no-reference", {"edit"})
-_metric("clip_image_similarity", "CLIP image similarity", "", True, "full-reference", {"edit"})
-_metric("clip_directional_similarity", "CLIP directional similarity", "", True, "full-reference", {"edit"})
+_metric("fid", "FID", "", False, "distribution", {"generate"}, options={"features", "weights", "seed", "bootstrap"})
+_metric("kid", "KID", "", False, "distribution", {"generate"},
+        options={"features", "weights", "seed", "subsets", "subset_size", "degree"})
+_metric("clip_score", "CLIP score", "", True, "no-reference", {"edit"}, options={"model"})
+_metric("clip_image_similarity", "CLIP image similarity", "", True, "full-reference", {"edit"}, options={"model"})
+_metric("clip_directional_similarity", "CLIP directional similarity", "", True, "full-reference", {"edit"},
+        options={"model", "derive_captions"})
 _metric("latency", "latency (p50, p90, per step, per stage)", "ms", False, "timing", {"edit", "generate", "colorize"},
         quality=False)
 _metric("latency_ms_p50", "latency p50", "ms", False, "timing", _ALL, requestable=False, quality=False)
@@ -73,3 +77,12 @@ def metric_info(name: str) -> MetricInfo:
     if name.startswith("latency_ms_") and name not in METRICS:
         return MetricInfo(name, name.replace("_", " "), "ms", False, "timing", frozenset(_ALL), False, False)
     return METRICS.get(name)
+
+
+def __getattr__(name: str):
+    """``imgx.metrics.frechet_distance`` without importing torch at ``import imgx.metrics`` time."""
+    if name == "frechet_distance":
+        from imgx.metrics.frechet import frechet_distance
+
+        return frechet_distance
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

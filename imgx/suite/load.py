@@ -197,6 +197,11 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
     for metric, options in case.metric_options.items():
         if metric not in case.metrics:
             problems.add(loc + ("metric_options", metric), f"options for {metric!r}, which is not in metrics")
+        allowed = METRICS.get(metric).options if metric in METRICS else frozenset()
+        for key in sorted(set(options) - allowed):
+            problems.add(loc + ("metric_options", metric, key),
+                         f"metric {metric!r} takes no option {key!r}" + (f"; options: {', '.join(sorted(allowed))}"
+                                                                         if allowed else ""))
         features = options.get("features")
         if features is not None and features not in FEATURE_EXTRACTORS:
             problems.add(loc + ("metric_options", metric, "features"), FEATURE_EXTRACTORS.suggest(features))

@@ -22,6 +22,7 @@ import torch
 from imgx.data import DATASETS
 from imgx.errors import ImgxError
 from imgx.imageio import grid, tensor_to_array
+from imgx.metrics import METRICS
 from imgx.metrics.features import (
     DigitsClassifierFeatures,
     ExtractorContext,
@@ -39,10 +40,7 @@ log = logging.getLogger("imgx")
 
 DEFAULT_FEATURES = "digits-classifier"
 # The keys each metric accepts under metric_options (the suite loader may check them before a run).
-METRIC_OPTIONS: dict[str, set[str]] = {
-    "fid": {"features", "weights", "seed", "bootstrap"},
-    "kid": {"features", "weights", "seed", "subsets", "subset_size", "degree"},
-}
+METRIC_OPTIONS: dict[str, frozenset[str]] = {m: METRICS.get(m).options for m in ("fid", "kid")}
 GRID_SIDE = 8  # the per-epoch grid is 8x8 samples from fixed noise
 MONITOR_SAMPLES = 256  # fixed-noise samples for the per-epoch coverage/diversity signal
 REFERENCES = ("", "untrained", "real-split")

@@ -147,3 +147,19 @@ def test_cli_exits_2_without_traceback(tmp_path, args):
     assert "Traceback" not in proc.stderr
     assert f"{path}:8: cases[0].metrics[0]: unknown metric 'ssmi'; did you mean 'ssim'?" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_metric_options_are_checked_before_running(tmp_path):
+    text = _suite("""
+  - id: g
+    task: generate
+    model: {name: dcgan}
+    data: {name: digits}
+    metrics: [fid]
+    metric_options: {fid: {features: digits-clasifier, bootstrapp: 10}}
+""")
+    with pytest.raises(SuiteError) as info:
+        load_suite(write_suite(tmp_path, text))
+    message = "\n".join(info.value.problems())
+    assert "cases[0].metric_options.fid.bootstrapp: metric 'fid' takes no option 'bootstrapp'" in message
+    assert "did you mean 'digits-classifier'?" in message
