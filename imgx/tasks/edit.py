@@ -231,6 +231,21 @@ def _save_inputs(ctx, data: dict[str, Any]) -> list[str]:
     return paths
 
 
+def input_like(image, out: np.ndarray) -> np.ndarray:
+    """The input as ``(H, W, 3)`` uint8 at the output's size.
+
+    The pipeline rounds sizes down to a multiple of the VAE's scale factor (8 for Stable Diffusion), so a
+    500 px input gives a 496 px output; the input is then resized (LANCZOS) so that they can be compared.
+    """
+    from PIL import Image
+
+    h, w = out.shape[:2]
+    image = image.convert("RGB")
+    if image.size != (w, h):
+        image = image.resize((w, h), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
 def _unit(arrays: list[np.ndarray]):
     import torch
 
@@ -248,7 +263,7 @@ def _pixel_rows(metrics, images, results, out_arrays, valid, seed) -> list[Metri
         return rows
     if not valid:
         return [MetricRow(m, None, metric_info(m).unit, status="failed", detail="no valid outputs") for m in wanted]
-    inputs = _unit([np.asarray(images[results[k][0].index].convert("RGB")) for k in valid])
+    inputs = _unit([input_like(images[results[k][0].index], out_arrays[k]) for k in valid])
     outs = _unit([out_arrays[k] for k in valid])
     for m in wanted:
         values = PIXEL_METRICS[m](inputs, outs).numpy()
@@ -287,7 +302,8 @@ def _clip_rows(spec, case, ctx, images, results, out_arrays, valid, outputs, inf
             rows.append(MetricRow(metric, None, status="unavailable", detail=str(exc)))
             continue
         pairs = [results[k][0] for k in valid]
-        inputs = [images[p.index] for p in pairs]
+        inputs = [Image.fromarray(input_like(images[p.index], out_arrays[k])) for p, k in zip(pairs, valid,
+                                                                                             strict=True)]
         outs = [Image.fromarray(out_arrays[k]) for k in valid]
         img_out = emb.images(outs)
         img_in = emb.images(inputs)
@@ -347,7 +363,7 @@ def _artifacts(ctx, case, spec, data, results, out_arrays, outputs) -> dict[str,
     from imgx.imageio import grid
 
     n = min(GRID_IMAGES, len(data["images"]))
-    inputs = np.stack([np.asarray(im.convert("RGB")) for im in data["images"][:n]])
+    inputs = np.stack([input_like(im, out_arrays[0]) for im in data["images"][:n]])
     rows, labels = [inputs], ["input"]
     prompts = spec.prompts or [None]
     for prompt in prompts:

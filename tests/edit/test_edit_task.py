@@ -201,3 +201,13 @@ def test_cuda_half_precision_and_synchronised_latency(tmp_path):
         assert rows["latency_ms_p50"].value > 0 and "CUDA" in rows["peak_memory_mb"].detail
         assert result.info["timing"]["cuda_synchronized"] is True
         assert result.info["model"]["dtype"] == dtype
+
+
+def test_size_not_a_multiple_of_the_vae_factor(tmp_path):
+    """The tiny VAE halves sizes: a 35 px input gives a 34 px output; metrics compare at the output size."""
+    case = _case(tmp_path, data="{name: photos, image_size: 35, count: 1}", prompts='["make it blue"]')
+    result = run_case(case, RunContext(out=tmp_path / "out", quiet=True))
+    assert result.status == "ok", result.detail
+    out = np.asarray(Image.open(tmp_path / "out" / result.outputs[0]["path"]))
+    assert out.shape == (34, 34, 3)
+    assert {r.metric: r.status for r in result.rows}["ssim"] == "ok"
