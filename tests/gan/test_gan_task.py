@@ -157,7 +157,7 @@ def test_diverged_case_fails_and_the_suite_goes_on(tmp_path):
 
 def test_unknown_metric_option_is_refused(tmp_path):
     text = SHORT + "    metric_options: {kid: {subset: 10}}\n"
-    with pytest.raises(ImgxError, match=r"metric_options.kid has unknown key\(s\) \['subset'\]"):
+    with pytest.raises(ImgxError, match=r"metric_options.kid.subset: metric 'kid' takes no option 'subset'"):
         run_suite(write_suite(tmp_path, text), tmp_path / "run", quiet=True, report=False)
 
 
