@@ -149,3 +149,39 @@ def test_local_folder_loads_through_the_same_path(tiny_pipe_dir, tmp_path):
     assert loaded.pipe.safety_checker is None  # off by default
     with_checker = load_pipeline(_spec(weights=str(folder), safety_checker=True), "cpu", tmp_path, {})
     assert with_checker.pipe.safety_checker is not None
+
+
+@pytest.mark.slow
+def test_compile_setting_matches_eager_and_keeps_stage_hooks(tmp_path):
+    """``compile: true`` wraps the UNet with torch.compile; outputs match eager and stage hooks still fire."""
+    import shutil as _shutil
+
+    if not (_shutil.which("cc") or _shutil.which("gcc")):
+        pytest.skip("torch.compile on CPU needs a C compiler (cc/gcc), none on PATH")
+    from imgx.metrics.timing import StageTimer
+    from imgx.tasks.edit import _stages
+
+    loaded = load_pipeline(_spec(), "cpu", tmp_path, {})
+    image = Image.new("RGB", (32, 32), (120, 60, 30))
+
+    def run():
+        return loaded.pipe("make it blue", image=image, num_inference_steps=2, output_type="np",
+                           generator=torch.Generator().manual_seed(0)).images[0]
+
+    eager = run()
+    configure(loaded, compile=True)
+    assert loaded.pipe.unet is not loaded.base_unet
+    run()  # compiles
+    with StageTimer(_stages(loaded.pipe)) as timer:
+        timer.begin()
+        compiled = run()
+        stages = timer.end()
+    assert stages["denoise"] > 0
+    np.testing.assert_allclose(compiled, eager, atol=1e-3)
+    configure(loaded, compile=False)
+    assert loaded.pipe.unet is loaded.base_unet
+
+
+def test_missing_variant_is_named(tiny_pipe_dir, tmp_path):
+    with pytest.raises(WeightsError, match="no safetensors weights for variant 'fp16'"):
+        resolve_weights(str(tiny_pipe_dir), tmp_path, variant="fp16")
