@@ -218,8 +218,11 @@ def write_tables(out: Path, records: list[dict[str, Any]]) -> None:
     params = param_columns(records)
     rows = result_rows(records) + derived_rows(out, records)
     atomic_write_text(out / "results.csv", _csv_text(RESULT_COLUMNS + params, rows))
-    outputs = [{"case_id": r["case_id"], **r.get("params", {}), **o} for r in records for o in r.get("outputs", [])]
-    out_cols = list(dict.fromkeys(["case_id", *params, "prompt", "seed", "input_path", "path"]
+    # An output's own ``seed`` is its generator's; a swept ``seed`` parameter keeps its value as ``param_seed``.
+    outputs = [{"case_id": r["case_id"], **{(f"param_{k}" if k in o else k): v for k, v in r.get("params", {}).items()},
+                **o} for r in records for o in r.get("outputs", [])]
+    out_cols = list(dict.fromkeys(["case_id", *[k for o in outputs for k in o if k in params or
+                                                k.startswith("param_")], "prompt", "seed", "input_path", "path"]
                                   + [k for o in outputs for k in o]))
     atomic_write_text(out / "outputs.csv", _csv_text(out_cols, outputs))
     history = [{"case_id": r["case_id"], **h} for r in records for h in r.get("history", [])]

@@ -1,0 +1,33 @@
+"""Run-directory tables: column contract and the generator seed vs a swept ``seed`` parameter."""
+
+import csv
+
+from imgx.results import RESULT_COLUMNS
+from imgx.runner import run_suite
+from tests.helpers import write_suite
+
+SUITE = """
+suite: seeds
+cases:
+  - id: edit
+    task: edit
+    model: {name: instruct-pix2pix, weights: tiny}
+    data: {name: photos, image_size: 32, count: 1}
+    prompts: ["make it <b>snow</b> ../../x"]
+    inference: {num_inference_steps: 2, warmup: 0, repeats: 1}
+    metrics: [ssim]
+    sweep: {seed: [0, 1]}
+"""
+
+
+def test_outputs_keep_both_the_swept_seed_and_the_generator_seed(tmp_path):
+    run_suite(write_suite(tmp_path, SUITE), tmp_path / "run", quiet=True, report=False)
+    with open(tmp_path / "run" / "results.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == RESULT_COLUMNS + ["seed"]
+    with open(tmp_path / "run" / "outputs.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["param_seed"] for r in rows] == ["0", "1"]
+    assert len({r["seed"] for r in rows}) == 2 and all(r["seed"].isdigit() for r in rows)
+    assert rows[0]["prompt"] == "make it <b>snow</b> ../../x"  # verbatim in the table
+    assert all(r["path"].startswith("images/") and ".." not in r["path"] for r in rows)
