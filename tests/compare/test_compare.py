@@ -281,3 +281,20 @@ def test_one_seed_point_is_judged_with_its_groups_spread(run_factory):
     assert row.case_id == "colorizer[seed=1]" and row.change_pct < -2.0
     assert row.verdict == "unchanged" and row.noise > abs(row.change)
     assert _row(compare_snapshots(base, far)).verdict == "regression"
+
+
+def test_reported_timing_rows_are_gated_only_when_the_suite_names_them(run_factory):
+    from imgx.compare import compare_snapshots
+
+    def case(train_s, denoise_ms):
+        return [{"id": "edit", "rows": [{"metric": "train_seconds", "value": train_s, "unit": "s"},
+                                        {"metric": "latency_ms_denoise", "value": denoise_ms, "unit": "ms"}]}]
+
+    base = load_snapshot(run_factory("base", case(10.0, 100.0)))
+    cand = load_snapshot(run_factory("cand", case(20.0, 200.0)))
+    default = compare_snapshots(base, cand)
+    assert {r.verdict for r in default.rows} == {"not-compared"} and default.exit_code == 0
+    named = compare_snapshots(base, cand, tolerances={"edit": {"train_seconds": "20%", "latency": "50%"}})
+    assert _row(named, "train_seconds").verdict == "regression"
+    assert _row(named, "latency_ms_denoise").tolerance == "50%"
+    assert _row(named, "latency_ms_denoise").verdict == "regression"
