@@ -628,10 +628,11 @@ def baseline_data(run_dir: str | Path) -> dict[str, Any]:
         cases[rec["case_id"]] = {
             "base_id": rec.get("base_id"), "params": rec.get("params") or {}, "seed": rec.get("seed"),
             "device": rec.get("device"), "dtype": rec.get("dtype"), "status": rec.get("status"),
-            "detail": rec.get("detail") or "",
+            "detail": _short(rec.get("detail")),
             "regression": rec.get("regression") or tolerances.get(rec.get("base_id"), {}),
-            "metrics": [{k: r.get(k) for k in ("metric", "reference", "value", "unit", "n", "ci_low", "ci_high",
-                                               "status", "detail")} for r in rec.get("rows", [])],
+            "metrics": [{**{k: r.get(k) for k in ("metric", "reference", "value", "unit", "n", "ci_low", "ci_high",
+                                                  "status")}, "detail": _short(r.get("detail"))}
+                        for r in rec.get("rows", [])],
         }
     snap = group_snapshot(snapshot_from_records(str(run_dir), manifest, records))
     groups = {}
@@ -655,6 +656,12 @@ def baseline_data(run_dir: str | Path) -> dict[str, Any]:
         "cases": cases,
         "seed_groups": groups,
     }
+
+
+def _short(text: str | None, limit: int = 160) -> str:
+    """Details are provenance in a baseline, not logs: the first line, cut at ``limit`` characters."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _relative(path: str | None) -> str | None:
