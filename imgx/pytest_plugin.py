@@ -326,12 +326,14 @@ class _State:
 
     def plan_runs(self, items: list[pytest.Item]) -> None:
         """Decide each selected suite's run directory once collection (and ``-k``/``-m`` selection) is final."""
-        from imgx.runner import default_out
-
         by_suite: dict[Path, list[CaseItem]] = {}
         for item in items:
             if isinstance(item, CaseItem):
                 by_suite.setdefault(item.path, []).append(item)
+        if not by_suite:  # an ordinary test session: import nothing of imgx
+            return
+        from imgx.runner import default_out
+
         root = self.config.getoption("imgx_out")
         names = [its[0].suite.name for its in by_suite.values()]
         for path, its in by_suite.items():

@@ -215,3 +215,16 @@ def test_several_suites_get_one_run_directory_each(pytester, scripted_latency):
     result = pytester.runpytest("first.yaml", "second.yaml", "--imgx-baseline", "b.json", "--imgx-update-baseline")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--imgx-update-baseline writes one file: run one suite at a time*"])
+
+
+def test_an_ordinary_session_imports_nothing_heavy(pytester):
+    """The plugin loads in every pytest run: without a suite it must not import torch or imgx's runner."""
+    pytester.makepyfile("""
+        import sys
+
+        def test_light():
+            heavy = [m for m in ("torch", "imgx.runner", "imgx.suite", "pydantic") if m in sys.modules]
+            assert not heavy, heavy
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
