@@ -252,26 +252,13 @@ class SuiteRun:
 
     def run(self, case, *, fresh: bool = False) -> dict[str, Any]:
         """Run ``case`` (or reuse its ledger record unless ``fresh``) and write it to the ledger."""
-        import time
-
-        from imgx.results import case_record, write_case
-        from imgx.runner import evaluate_gates, run_case
+        from imgx.runner import execute
 
         if self.ctx is None:
             self.start()
-        previous = self.ledger.get(case.key)
-        if not fresh and previous is not None and previous["status"] != "skipped":
-            # Gates are not part of the key: judge a reused case by the suite as it is now.
-            previous["gates"] = evaluate_gates(case, previous["status"], previous["rows"])
-            self.reused += 1
-            self.records[case.key] = previous
-            return previous
-        t0 = time.time()
-        result = run_case(case, self.ctx)
-        record = case_record(case, result, t0, time.time(), [])
-        record["gates"] = evaluate_gates(case, record["status"], record["rows"])
-        write_case(self.out, record)
-        self.ran += 1
+        record, ran = execute(case, self.ctx, self.ledger, fresh=fresh)
+        self.ran += ran
+        self.reused += not ran
         self.records[case.key] = record
         return record
 

@@ -256,6 +256,27 @@ def _failed(case: Case, ctx: RunContext, exc: BaseException) -> CaseResult:
     return CaseResult(status="failed", detail=f"{type(exc).__name__}: {exc}"[:2000])
 
 
+def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, fresh: bool = False
+            ) -> tuple[dict[str, Any], bool]:
+    """Reuse the case's ledger record (unless ``fresh`` or it was skipped) or run it and write it to the ledger.
+
+    Returns the record and whether the case ran now. Shared by ``run_suite`` and the pytest plugin.
+    """
+    previous = ledger.get(case.key)
+    if not fresh and previous is not None and previous["status"] != "skipped":
+        # Gates are not part of the key: judge a reused case by the suite as it is now.
+        previous["gates"] = evaluate_gates(case, previous["status"], previous["rows"])
+        return previous, False
+    log.info("running %s", case.id)
+    t0 = time.time()
+    result = run_case(case, ctx)
+    record = case_record(case, result, t0, time.time(), [])
+    record["gates"] = evaluate_gates(case, record["status"], record["rows"])
+    write_case(ctx.out, record)
+    ledger[case.key] = record
+    return record, True
+
+
 def plan(suite_path: str | Path, device: str = "all", filters: list[str] | None = None) -> tuple[Any, list[Case]]:
     """Load and validate a suite, expand it, and keep the cases selected by ``device`` and ``filters``."""
     suite = load_suite(suite_path)
@@ -320,22 +341,9 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
         ledger = read_ledger(out)
         bar = ctx.progress(total=len(mine), desc=suite.name, unit="case")
         for case in mine:
-            previous = ledger.get(case.key)
-            if previous is not None and previous["status"] != "skipped":
-                reused += 1
-                bar.update(1)
-                if on_case:
-                    on_case(case, previous)
-                continue
             bar.set_postfix_str(case.id[:60])
-            if not quiet:
-                log.info("running %s", case.id)
-            t0 = time.time()
-            result = run_case(case, ctx)
-            record = case_record(case, result, t0, time.time(), [])
-            record["gates"] = evaluate_gates(case, record["status"], record["rows"])
-            write_case(out, record)
-            ran += 1
+            record, fresh = execute(case, ctx, ledger)
+            ran, reused = ran + fresh, reused + (not fresh)
             bar.update(1)
             if on_case:
                 on_case(case, record)
