@@ -6,7 +6,6 @@ Run them all with ``pytest bench --benchmark-autosave`` (JSON under ``.benchmark
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,22 +15,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks reuse the tests' helpers (``tests.helpers``, report fixtures)
     sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from tests.helpers import private_imgx_cache, set_offline_environment  # noqa: E402 - after the path insert
+
+set_offline_environment()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _imgx_cache(tmp_path_factory):
     """Benchmarks never read or fill the user's imgx cache: a cached result would time the cache."""
-    cache = tmp_path_factory.mktemp("imgx-cache")
-    old = os.environ.get("IMGX_CACHE")
-    os.environ["IMGX_CACHE"] = str(cache)
-    yield cache
-    if old is None:
-        os.environ.pop("IMGX_CACHE", None)
-    else:
-        os.environ["IMGX_CACHE"] = old
+    with private_imgx_cache(tmp_path_factory.mktemp("imgx-cache")) as cache:
+        yield cache
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -14,13 +14,6 @@ PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "
             "scikit-image", "scikit-learn", "pandas")
 
 
-def cuda_available() -> bool:
-    """True when torch sees a CUDA device."""
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def device_unavailable_reason(device: str) -> str | None:
     """Why ``device`` cannot run here, or None when it can."""
     if device == "cpu":
@@ -42,14 +35,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def synchronize(device: str) -> None:
-    """Wait for queued GPU work, so that timings measure the work and not its launch."""
-    if str(device).startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize(device)
 
 
 def _version(name: str) -> str | None:

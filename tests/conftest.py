@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_COLORIZE, write_suite
+from tests.helpers import TINY_COLORIZE, private_imgx_cache, set_offline_environment, write_suite
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
+set_offline_environment()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _imgx_cache(tmp_path_factory):
     """Keep caches (tiny pipelines, feature extractors) out of the user's home, shared across the session."""
-    cache = tmp_path_factory.mktemp("imgx-cache")
-    old = os.environ.get("IMGX_CACHE")
-    os.environ["IMGX_CACHE"] = str(cache)
-    yield cache
-    if old is None:
-        os.environ.pop("IMGX_CACHE", None)
-    else:
-        os.environ["IMGX_CACHE"] = old
+    with private_imgx_cache(tmp_path_factory.mktemp("imgx-cache")) as cache:
+        yield cache
 
 
 @pytest.fixture

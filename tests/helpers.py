@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +29,24 @@ cases:
     train: {epochs: 2, batch_size: 64, lr: 1.0e-3}
     metrics: [mse, psnr, ssim]
 """
+
+
+def set_offline_environment() -> None:
+    """Tests and benchmarks never reach a hub: weights come from folders the tests build."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@contextmanager
+def private_imgx_cache(folder: Path) -> Iterator[Path]:
+    """Point ``IMGX_CACHE`` at ``folder`` (tiny pipelines, feature extractors) and restore it afterwards."""
+    old = os.environ.get("IMGX_CACHE")
+    os.environ["IMGX_CACHE"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if old is None:
+            os.environ.pop("IMGX_CACHE", None)
+        else:
+            os.environ["IMGX_CACHE"] = old

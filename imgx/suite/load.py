@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,8 +321,3 @@ def load_suite(path: str | Path) -> Suite:
     if problems.items:
         raise SuiteError(problems.items)
     return Suite(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), spec=spec, cases=cases)
-
-
-def is_finite_number(value: Any) -> bool:
-    """True for an int or float that is neither NaN nor infinite (YAML ``.nan`` and ``.inf`` are floats)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
