@@ -1,20 +1,35 @@
 """Colorizer training speed: imgx's preloaded-tensor loop vs the seed's naive recipe, same data, model, epochs.
 
 The naive recipe (shared/seeds/003) iterates a torchvision ``DataLoader`` over PIL images with per-item
-``Grayscale``/``ToTensor``/``Normalize`` at batch 64. Goal: imgx takes at most 0.5x its time. Both are
-measured in this process, on this machine, with the same seed and the same number of images and epochs.
+transforms at batch 64. Two readings of it are timed:
+
+- ``pil``: PIL images, per-item ``Grayscale``/``ToTensor``/``Normalize`` for the input and the target;
+- ``cifar``: torchvision's ``CIFAR10.__getitem__`` path (uint8 array → ``Image.fromarray`` → ``ToTensor`` →
+  ``Normalize``), the grayscale input computed from the batch.
+
+Goal: imgx takes at most 0.5x the ``pil`` recipe's time. Every round runs the recipes, their data loading
+alone, and imgx back to back (interleaved, so that drift on a shared machine hits all of them), with the same
+seed, images and epochs; the fastest round of each is compared.
+
+The data loading alone also gives the *floor*: ``(recipe - its data loading) / recipe`` is the ratio a
+harness would reach if loading cost nothing and the model's steps ran exactly as fast as the recipe's. On a
+2-core CPU the floor is 0.40-0.64: the model's convolutions, not the data path, are most of the recipe's
+time. The test therefore checks hard that imgx beats the recipe's model steps alone (no data path left),
+and reports the 0.5 goal as xfail, with the figures, when a run misses it.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
+from torchvision.transforms import functional as TF
 
 from imgx.data.photos import load
 from imgx.imageio import rgb_to_gray, tensor_to_array
@@ -22,15 +37,16 @@ from imgx.models.colorizer import EncoderDecoder
 from imgx.suite.schema import DataSpec
 from imgx.train.supervised import fit
 
-IMAGES, EPOCHS, BATCH = 4096, 2, 64
+IMAGES, EPOCHS, BATCH, ROUNDS = 4096, 2, 64, 3
+NORMALIZE_RGB = transforms.Normalize((0.5,) * 3, (0.5,) * 3)
 
 
 class _PilPairs(Dataset):
-    """The recipe's data path: PIL images in, transforms per item."""
+    """PIL images in; the gray input and the colour target each transformed per item."""
 
-    def __init__(self, images: list[Image.Image]):
-        self.images = images
-        self.color = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+    def __init__(self, arrays: np.ndarray):
+        self.images = [Image.fromarray(a) for a in arrays]
+        self.color = transforms.Compose([transforms.ToTensor(), NORMALIZE_RGB])
         self.gray = transforms.Compose([transforms.Grayscale(1), transforms.ToTensor(),
                                         transforms.Normalize((0.5,), (0.5,))])
 
@@ -42,19 +58,43 @@ class _PilPairs(Dataset):
         return self.gray(img), self.color(img)
 
 
-def naive_train(images: list[Image.Image], seed: int) -> float:
-    """The seed's recipe: DataLoader(shuffle, batch 64) → MSE → Adam(1e-3), fixed epochs. Returns seconds."""
+class _CifarStyle(Dataset):
+    """torchvision ``CIFAR10.__getitem__``: ``Image.fromarray`` of a uint8 row, then the transform."""
+
+    def __init__(self, arrays: np.ndarray):
+        self.data = arrays
+        self.transform = transforms.Compose([transforms.ToTensor(), NORMALIZE_RGB])
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.data[i])), 0
+
+
+def _batches(recipe: str, arrays: np.ndarray, seed: int):
+    """The recipe's (gray, colour) batches, one epoch."""
+    dataset = _PilPairs(arrays) if recipe == "pil" else _CifarStyle(arrays)
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    for a, b in loader:
+        yield (a, b) if recipe == "pil" else (TF.rgb_to_grayscale(a), a)
+
+
+def naive_train(recipe: str, arrays: np.ndarray, seed: int, *, train: bool = True) -> float:
+    """The seed's recipe: DataLoader(shuffle, batch 64) → MSE → Adam(1e-3), fixed epochs. Returns seconds.
+
+    ``train=False`` iterates the same batches without the model: the recipe's data loading alone.
+    """
     torch.manual_seed(seed)
     model, loss_fn = EncoderDecoder(), nn.MSELoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(_PilPairs(images), batch_size=BATCH, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
     t0 = time.perf_counter()
     for _ in range(EPOCHS):
-        for gray, color in loader:
-            opt.zero_grad()
-            loss_fn(model(gray), color).backward()
-            opt.step()
+        for gray, color in _batches(recipe, arrays, seed):
+            if train:
+                opt.zero_grad()
+                loss_fn(model(gray), color).backward()
+                opt.step()
     return time.perf_counter() - t0
 
 
@@ -69,19 +109,33 @@ def imgx_train(rgb: torch.Tensor, seed: int) -> float:
 @pytest.fixture(scope="module")
 def data():
     rgb = load(DataSpec(name="photos", image_size=32, train=IMAGES, test=16), 0, "colorize")["train"]
-    return rgb, [Image.fromarray(a) for a in tensor_to_array(rgb)]
+    return rgb, tensor_to_array(rgb)
 
 
-@pytest.mark.xfail(strict=False, reason="goal not met on the 2-core machine: measured 0.59 (1.10 s vs 1.86 s); "
-                   "the step is compute-bound (convolution backward is ~50% of it), so removing the per-item "
-                   "PIL work cannot halve it without changing the math (e.g. bf16 autocast)")
 def test_imgx_training_at_most_half_the_naive_recipe(benchmark, data):
-    rgb, pil = data
-    naive = min(naive_train(pil, 0) for _ in range(2))
-    ours = benchmark.pedantic(imgx_train, args=(rgb, 0), rounds=3, iterations=1)
+    rgb, arrays = data
+    naive = {key: [] for key in ("pil", "pil_data", "cifar", "cifar_data")}
+
+    def one_round_of_the_recipes():  # pedantic's setup: untimed by the benchmark, run before each imgx round
+        for recipe in ("pil", "cifar"):
+            naive[recipe].append(naive_train(recipe, arrays, 0))
+            naive[f"{recipe}_data"].append(naive_train(recipe, arrays, 0, train=False))
+
+    benchmark.pedantic(imgx_train, args=(rgb, 0), setup=one_round_of_the_recipes, rounds=ROUNDS, iterations=1)
     ours = min(benchmark.stats.stats.data)
-    ratio = ours / naive
-    benchmark.extra_info.update({"naive_seconds": naive, "imgx_seconds": ours, "ratio": ratio, "images": IMAGES,
-                                 "epochs": EPOCHS, "threads": torch.get_num_threads()})
-    print(f"\ncolorizer training: imgx {ours:.2f}s vs naive {naive:.2f}s -> ratio {ratio:.3f} (goal <= 0.5)")
-    assert ratio <= 0.5
+    best = {key: min(values) for key, values in naive.items()}
+    info = {"imgx_seconds": ours, "images": IMAGES, "epochs": EPOCHS, "threads": torch.get_num_threads()}
+    for recipe in ("pil", "cifar"):
+        info |= {f"{recipe}_seconds": best[recipe], f"{recipe}_data_seconds": best[f"{recipe}_data"],
+                 f"{recipe}_ratio": ours / best[recipe],
+                 f"{recipe}_floor": (best[recipe] - best[f"{recipe}_data"]) / best[recipe]}
+    benchmark.extra_info.update(info)
+    print(f"\ncolorizer training, {IMAGES} images x {EPOCHS} epochs: imgx {ours:.2f}s")
+    for recipe in ("pil", "cifar"):
+        print(f"  {recipe:5s} recipe {best[recipe]:.2f}s (data loading alone {best[f'{recipe}_data']:.2f}s): "
+              f"ratio {info[f'{recipe}_ratio']:.3f}, floor {info[f'{recipe}_floor']:.3f}")
+    # Hard check: no data path left, and imgx's steps no slower than the recipe's own model steps.
+    assert ours <= best["pil"] - best["pil_data"], "imgx is slower than the recipe's model steps alone"
+    if info["pil_ratio"] > 0.5:  # the goal; missed when the model's steps alone are over half the recipe's time
+        pytest.xfail(f"goal <= 0.5 not met: ratio {info['pil_ratio']:.3f}; the recipe's model steps alone are "
+                     f"{info['pil_floor']:.3f} of its time, a zero-cost data path cannot halve it")
