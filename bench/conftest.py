@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks reuse the tests' helpers (``tests.helpers``, report fixtures)
     sys.path.insert(0, str(ROOT))
 
-from tests.helpers import private_imgx_cache, set_offline_environment  # noqa: E402 - after the path insert
+from tests.helpers import private_imgx_cache, set_offline_environment, skip_gpu_items_without_cuda  # noqa: E402 - after the path insert
 
 set_offline_environment()
 
@@ -44,13 +44,4 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def pytest_collection_modifyitems(config, items):
     """Benchmarks marked ``gpu`` skip, with the reason, where CUDA is absent."""
-    if not any(item.get_closest_marker("gpu") for item in items):
-        return
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")
-    for item in items:
-        if item.get_closest_marker("gpu"):
-            item.add_marker(skip)
+    skip_gpu_items_without_cuda(items)

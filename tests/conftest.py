@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_COLORIZE, private_imgx_cache, set_offline_environment, write_suite
+from tests.helpers import (
+    TINY_COLORIZE,
+    private_imgx_cache,
+    set_offline_environment,
+    skip_gpu_items_without_cuda,
+    write_suite,
+)
 
 set_offline_environment()
 
@@ -26,13 +32,4 @@ def tiny_suite(tmp_path) -> Path:
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` skip, with the reason, where CUDA is absent."""
-    if not any(item.get_closest_marker("gpu") for item in items):
-        return
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")
-    for item in items:
-        if item.get_closest_marker("gpu"):
-            item.add_marker(skip)
+    skip_gpu_items_without_cuda(items)

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,3 +52,17 @@ def private_imgx_cache(folder: Path) -> Iterator[Path]:
             os.environ.pop("IMGX_CACHE", None)
         else:
             os.environ["IMGX_CACHE"] = old
+
+
+def skip_gpu_items_without_cuda(items) -> None:
+    """Mark collected items carrying ``gpu`` as skipped, with the reason, where CUDA is absent."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
