@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="imgx: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "urllib3", "filelock", "diffusers", "transformers", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # huggingface_hub prints through its own handler and would print every warning again through ours
+    logging.getLogger("huggingface_hub").propagate = False
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: 2 for bad flags, 0 for --help

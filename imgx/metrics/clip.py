@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from imgx.hub import cache_only_reason
+
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 
 
@@ -62,11 +64,6 @@ def directional_similarity(image_in, image_out, text_in, text_out):
     return (_normalize(d_img) * _normalize(d_txt)).sum(-1)
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 @dataclass
 class TextEmbedding:
     """Text embeddings with the token counts before truncation."""
@@ -92,7 +89,7 @@ class ClipEmbedder:
 
     @classmethod
     def load(cls, name: str = DEFAULT_CLIP, device: str = "cpu") -> ClipEmbedder:
-        """Load a CLIP model (hub id or local folder) with safetensors, honouring ``HF_HUB_OFFLINE``.
+        """Load a CLIP model (hub id or local folder) with safetensors; cache only when offline (``imgx.hub``).
 
         Raises:
             ClipUnavailable: with the reason (not cached offline, not a CLIP folder, pickle-only weights ...).
@@ -101,7 +98,8 @@ class ClipEmbedder:
         from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
         local = os.path.isdir(name)
-        local_only = local or _offline()
+        cache_only = None if local else cache_only_reason()
+        local_only = local or cache_only is not None
         from imgx.models.instruct_pix2pix import quiet_loading
 
         try:
@@ -114,7 +112,7 @@ class ClipEmbedder:
             if local:
                 reason = f"CLIP model folder {name!r} cannot be loaded ({first})"
             elif local_only:
-                reason = (f"CLIP weights {name!r} are not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                reason = (f"CLIP weights {name!r} are not in the local Hugging Face cache and {cache_only}; "
                           f"download them where there is network (huggingface-cli download {name}) or set "
                           "metric_options.<metric>.model to a local folder")
             else:

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgx.hub import cache_only_reason
+
 log = logging.getLogger("imgx")
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -258,11 +260,6 @@ class DigitsClassifierFeatures(FeatureExtractor):
 # inception-v3
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "IMGX_OFFLINE"))
-
-
 def inception_weights_path(weights: str | None = None, *, download: bool | None = None) -> Path:
     """Where the Inception weights are: ``weights`` if given, else the torch hub cache (downloaded into it
     when allowed).
@@ -278,11 +275,13 @@ def inception_weights_path(weights: str | None = None, *, download: bool | None 
     path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     if path.is_file():
         return path
-    download = (not _offline()) if download is None else download
     how = f"download {INCEPTION_URL} to {path} or set metric_options: {{fid: {{weights: PATH}}}}"
-    if not download:
-        raise FeaturesUnavailable(f"inception-v3 weights are not in the torch hub cache and downloads are off "
-                                  f"(HF_HUB_OFFLINE/IMGX_OFFLINE); {how}")
+    if download is None:
+        cache_only = cache_only_reason(INCEPTION_URL)
+    else:
+        cache_only = None if download else "downloads are off"
+    if cache_only:
+        raise FeaturesUnavailable(f"inception-v3 weights are not in the torch hub cache and {cache_only}; {how}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(INCEPTION_URL, str(path), progress=False)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from imgx.errors import WeightsError
+from imgx.hub import cache_only_reason
 
 log = logging.getLogger("imgx.models.instruct_pix2pix")
 
@@ -49,12 +50,6 @@ class LoadedPipeline:
     base_unet: Any = None
     settings: dict[str, Any] = field(default_factory=dict)
     compiled: dict[bool, Any] = field(default_factory=dict)
-
-
-def offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) asks for cached files only."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def torch_dtype(name: str):
@@ -182,12 +177,13 @@ def resolve_weights(weights: str | None, cache_dir: str | Path, *, variant: str 
 def _download(repo_id: str, variant: str | None) -> Path:
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
-    local_only = offline()
+    cache_only = cache_only_reason()
+    local_only = cache_only is not None
     try:
         path = StableDiffusionInstructPix2PixPipeline.download(repo_id, use_safetensors=True, variant=variant,
                                                                local_files_only=local_only)
     except (OSError, ValueError) as exc:
-        reason = ("not in the local Hugging Face cache and HF_HUB_OFFLINE is set" if local_only
+        reason = (f"not in the local Hugging Face cache and {cache_only}" if local_only
                   else f"download failed ({str(exc).splitlines()[0][:200]})")
         raise WeightsError(_missing_message(repo_id, reason)) from None
     return Path(path)

@@ -104,7 +104,8 @@ def test_inception_unavailable_offline_or_missing(tmp_path, monkeypatch):
     pytest.importorskip("torch_fidelity")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FeaturesUnavailable, match=r"not in the torch hub cache and downloads are off.*weights: PATH"):
+    with pytest.raises(FeaturesUnavailable,
+                       match=r"not in the torch hub cache and HF_HUB_OFFLINE is set.*weights: PATH"):
         InceptionV3Features()
     with pytest.raises(FeaturesUnavailable, match="not found at"):
         InceptionV3Features(tmp_path / "nope.pth")

@@ -96,7 +96,7 @@ def test_inception_offline_rows_are_unavailable_with_the_reason(tmp_path, monkey
     rows = _rows(record)
     for ref in ("", "untrained", "real-split"):
         assert rows[("fid", ref)]["status"] == "unavailable" and rows[("fid", ref)]["value"] is None
-        assert "downloads are off" in rows[("fid", ref)]["detail"]
+        assert "HF_HUB_OFFLINE is set" in rows[("fid", ref)]["detail"]
         assert rows[("kid", ref)]["status"] == "ok"  # kid kept its default extractor
 
 
