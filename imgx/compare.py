@@ -696,36 +696,11 @@ def baseline_command(run_dir: str | Path, out: str | Path) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- output
-def summary_markdown(comp: Comparison, limit: int = 50) -> str:
-    """A short markdown summary: verdict counts, warnings, then regressions and improvements in a table."""
-    counts = comp.counts()
-    verdict = "REGRESSION" if comp.regressions else "no regression"
-    lines = [f"# imgx compare: {verdict}", "", f"- baseline: `{comp.baseline_label}`",
-             f"- candidate: `{comp.candidate_label}`",
-             "- " + ", ".join(f"{v}: {n}" for v, n in counts.items() if n), ""]
-    if comp.warnings:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in comp.warnings] + [""]
-    shown = [r for r in comp.rows if r.verdict in ("regression", "improvement", "missing", "new")]
-    if shown:
-        lines += ["| verdict | case | metric | baseline | candidate | change | tolerance | detail |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in shown[:limit]:
-            change = f"{r.change_pct:+.2f}%" if r.change_pct is not None else _fmt(r.change)
-            metric = r.metric + (f" (vs {r.reference})" if r.reference else "")
-            detail, case = r.detail.replace("|", "\\|"), r.case_id.replace("|", "\\|")
-            lines.append(f"| {r.verdict} | {case} | {metric} | {_fmt(r.baseline)} | "
-                         f"{_fmt(r.candidate)} | {change} | {r.tolerance} | {detail} |")
-        if len(shown) > limit:
-            lines.append(f"\n... and {len(shown) - limit} more rows (see comparison.json)")
-    else:
-        lines.append("Every compared metric is within its tolerance or the noise.")
-    return "\n".join(lines) + "\n"
-
-
 def compare_command(baseline: str | Path, candidate: str | Path, *, out: str | Path | None = None,
                     latency: bool = False) -> int:
     """``imgx compare BASELINE CANDIDATE [--out DIR] [--latency]``; 1 on regression, else 0."""
-    from imgx.results import atomic_write_json, atomic_write_text
+    from imgx.report.compare_report import write_comparison
+    from imgx.results import atomic_write_json
 
     candidate = Path(candidate)
     if not candidate.is_dir():
@@ -734,18 +709,8 @@ def compare_command(baseline: str | Path, candidate: str | Path, *, out: str | P
     out_dir = Path(out) if out else candidate / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "comparison.json", comp.to_dict())
-    summary = summary_markdown(comp)
-    try:
-        from imgx.report.compare_report import write_comparison
-    except ImportError:
-        atomic_write_text(out_dir / "summary.md", summary)
-    else:
-        baseline_dir = Path(baseline) if Path(baseline).is_dir() else None
-        write_comparison(comp, out_dir, baseline_dir, candidate)
-        md = out_dir / "summary.md"
-        if md.exists():
-            summary = md.read_text(encoding="utf-8")
-        else:
-            atomic_write_text(md, summary)
+    baseline_dir = Path(baseline) if Path(baseline).is_dir() else None
+    _, md = write_comparison(comp, out_dir, baseline_dir, candidate)
+    summary = md.read_text(encoding="utf-8")
     print(summary, end="" if summary.endswith("\n") else "\n")
     return comp.exit_code

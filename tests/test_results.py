@@ -31,3 +31,15 @@ def test_outputs_keep_both_the_swept_seed_and_the_generator_seed(tmp_path):
     assert len({r["seed"] for r in rows}) == 2 and all(r["seed"].isdigit() for r in rows)
     assert rows[0]["prompt"] == "make it <b>snow</b> ../../x"  # verbatim in the table
     assert all(r["path"].startswith("images/") and ".." not in r["path"] for r in rows)
+
+
+def test_atomic_writes_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
+    """Reports and results are for sharing: files are created as ``open()`` would create them."""
+    import os
+
+    from imgx.results import atomic_write_text
+
+    mask = os.umask(0)
+    os.umask(mask)
+    atomic_write_text(tmp_path / "report.html", "<p>x</p>")
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imgx.report.grids import Embedded, Gallery, ImageEmbedder, artifact_galleries, looks_like_image_path
-from imgx.report.html import _publishable, flatten, render
+from imgx.report.html import flatten, render
 from imgx.report.tables import STATUS_CSS, Table, fmt_value
 
 log = logging.getLogger("imgx")
@@ -251,6 +251,4 @@ def write_comparison(comparison: Any, out_dir: Path, baseline_dir: Path | None,
     context = comparison_context(comparison, Path(baseline_dir) if baseline_dir else None, Path(candidate_dir))
     atomic_write_text(html_path, render("compare.html.j2", **context))
     atomic_write_text(md_path, summary_markdown(comparison))
-    for p in (html_path, md_path):
-        _publishable(p)
     return html_path, md_path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -637,15 +636,4 @@ def write_report(out: Path, path: Path | None = None) -> Path:
     html = render("report.html.j2", **context)
     target = Path(path) if path else out / "report.html"
     atomic_write_text(target, html)
-    _publishable(target)
     return target
-
-
-def _publishable(path: Path) -> None:
-    """Atomic writes create 0600 files; a report is for publishing, so give it the usual umask permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(path, 0o666 & ~umask)
-    except OSError:
-        pass
