@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from imgx.imageio import arrays_to_unit
+from imgx.results import ok_values
+
 HARDWARE_AXES = ("device", "dtype", "attention", "compile", "channels_last", "cpu_threads")
 
 
@@ -33,15 +36,11 @@ def _images(out: Path, record: dict[str, Any]) -> dict[tuple, np.ndarray]:
 
 
 def _latency(record: dict[str, Any]) -> float | None:
-    for r in record.get("rows", []):
-        if r["metric"] == "latency_ms_p50" and not r["reference"] and r["status"] == "ok":
-            return r["value"]
-    return None
+    return ok_values(record.get("rows", [])).get("latency_ms_p50")
 
 
 def derived_rows(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Agreement and speed-up rows (``results.csv`` shape) for groups of hardware variants; [] when none."""
-    import torch
 
     from imgx.metrics.pixel import psnr, ssim
 
@@ -66,8 +65,8 @@ def derived_rows(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any
             images = _images(out, rec)
             keys = [k for k in images if k in ref_images and images[k].shape == ref_images[k].shape]
             if keys:
-                a = torch.from_numpy(np.stack([images[k] for k in keys])).permute(0, 3, 1, 2).double() / 255
-                b = torch.from_numpy(np.stack([ref_images[k] for k in keys])).permute(0, 3, 1, 2).double() / 255
+                a = arrays_to_unit([images[k] for k in keys])
+                b = arrays_to_unit([ref_images[k] for k in keys])
                 for name, fn in (("psnr", psnr), ("ssim", ssim)):
                     values = fn(a, b).clamp(max=100.0) if name == "psnr" else fn(a, b)
                     rows.append({**common, "metric": name, "value": float(values.mean()), "unit": "dB" if name ==

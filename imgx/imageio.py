@@ -69,6 +69,13 @@ def array_to_tensor(images: np.ndarray):
     return t.div_(127.5).sub_(1.0)
 
 
+def arrays_to_unit(arrays: list[np.ndarray]):
+    """Images ``(H, W, C)`` uint8 of one size → ``(N, C, H, W)`` float64 tensor in ``[0, 1]`` (for pixel metrics)."""
+    import torch
+
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).double().div(255.0)
+
+
 def tensor_to_array(images) -> np.ndarray:
     """``(N, C, H, W)`` tensor in ``[-1, 1]`` → ``(N, H, W, C)`` uint8 (rounded, clipped; 1 channel kept)."""
     x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte()

@@ -60,12 +60,10 @@ class CaseResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
-    def value(self, metric: str, reference: str = "") -> float | None:
-        """The value of ``metric`` (for ``reference``), or None when absent or not ok."""
-        for row in self.rows:
-            if row.metric == metric and row.reference == reference and row.status == "ok":
-                return row.value
-        return None
+
+def ok_values(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """``{metric: value}`` of a record's own rows (no reference) whose status is ok (ledger row dicts)."""
+    return {r["metric"]: r["value"] for r in rows if not r["reference"] and r["status"] == "ok"}
 
 
 def _umask() -> int:

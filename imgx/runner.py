@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from imgx.results import (
     CaseResult,
     atomic_write_json,
     case_record,
+    ok_values,
     read_ledger,
     read_manifest,
     write_case,
@@ -75,14 +76,10 @@ class RunContext:
         return str(path.relative_to(self.out.resolve()))
 
 
-def evaluate_gates(case: Case, status: str | CaseResult, rows: list[dict[str, Any]] | None = None
-                   ) -> list[dict[str, Any]]:
-    """Check the case's gates against its own (reference-free) metric rows (a ``CaseResult``, or a status and
-    ``MetricRow`` dicts as in a ledger record)."""
-    if isinstance(status, CaseResult):
-        status, rows = status.status, [asdict(r) for r in status.rows]
+def evaluate_gates(case: Case, status: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check the case's gates against its own (reference-free) metric rows, as in a ledger record."""
     gates = []
-    values = {r["metric"]: r["value"] for r in rows if not r["reference"] and r["status"] == "ok"}
+    values = ok_values(rows)
     for metric, expr in case.spec.gates.items():
         op, bound = re.match(GATE_PATTERN, expr).group(1, 2)
         value = values.get(metric)
@@ -159,10 +156,10 @@ def default_out(suite_name: str) -> Path:
     return Path("reports") / suite_name / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def prepare_out(out: Path, suite=None) -> Path:
+def prepare_out(out: Path, suite) -> Path:
     """Create the run directory, refusing a file, a newer run format, or a folder inside the suite's own data."""
     out = Path(out)
-    for spec in (suite.cases if suite is not None else []):
+    for spec in suite.cases:
         for where in (spec.data.path, spec.data.root):
             if where and Path(where).is_dir() and Path(out).resolve().is_relative_to(Path(where).resolve()):
                 raise RunDirError(f"--out {out}: inside the data folder {where} of case {spec.id!r}; its images "

@@ -48,10 +48,15 @@ class Case:
         return self.spec.model.dtype if self.task == "edit" else "float32"
 
 
+def stable_seed(*parts: Any) -> int:
+    """A 31-bit seed from ``parts`` joined with ``/``: the same on every machine, Python and run."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
 def derive_seed(suite_seed: int, base_id: str, seed_param: Any) -> int:
     """A stable 31-bit seed from the suite seed, the case id and the case's own seed setting."""
-    digest = hashlib.sha256(f"{suite_seed}/{base_id}/{seed_param}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return stable_seed(suite_seed, base_id, seed_param)
 
 
 def _fmt(value: Any) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 from imgx.data import DATASETS
 from imgx.errors import DataError
 from imgx.results import CaseResult, MetricRow
+from imgx.suite.expand import stable_seed
 
 log = logging.getLogger("imgx.tasks.edit")
 
@@ -56,8 +57,7 @@ class Pair:
 
 def output_seed(case_seed: int, index: int, name: str, prompt: str) -> int:
     """A 31-bit generator seed from the case seed, the image and the prompt (stable when prompts are added)."""
-    digest = hashlib.sha256(f"{case_seed}/{index}/{name}/{prompt}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return stable_seed(case_seed, index, name, prompt)
 
 
 def load_inputs(spec, seed: int, resources: dict[str, Any]) -> dict[str, Any]:
@@ -246,13 +246,8 @@ def input_like(image, out: np.ndarray) -> np.ndarray:
     return np.asarray(image)
 
 
-def _unit(arrays: list[np.ndarray]):
-    import torch
-
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).double().div(255.0)
-
-
 def _pixel_rows(metrics, images, results, out_arrays, valid, seed) -> list[MetricRow]:
+    from imgx.imageio import arrays_to_unit
     from imgx.metrics import metric_info
     from imgx.metrics.pixel import PIXEL_METRICS
     from imgx.metrics.stats import mean_with_ci
@@ -263,8 +258,8 @@ def _pixel_rows(metrics, images, results, out_arrays, valid, seed) -> list[Metri
         return rows
     if not valid:
         return [MetricRow(m, None, metric_info(m).unit, status="failed", detail="no valid outputs") for m in wanted]
-    inputs = _unit([input_like(images[results[k][0].index], out_arrays[k]) for k in valid])
-    outs = _unit([out_arrays[k] for k in valid])
+    inputs = arrays_to_unit([input_like(images[results[k][0].index], out_arrays[k]) for k in valid])
+    outs = arrays_to_unit([out_arrays[k] for k in valid])
     for m in wanted:
         values = PIXEL_METRICS[m](inputs, outs).numpy()
         mean, low, high, n = mean_with_ci(values, seed=seed)
