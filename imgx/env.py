@@ -8,10 +8,16 @@ import random
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "torchmetrics", "numpy",
             "scikit-image", "scikit-learn", "pandas")
+
+
+def default_cache_dir() -> Path:
+    """Where imgx keeps caches (tiny pipelines, feature extractors): ``$IMGX_CACHE``, else ``~/.cache/imgx``."""
+    return Path(os.environ.get("IMGX_CACHE", Path.home() / ".cache/imgx"))
 
 
 def device_unavailable_reason(device: str) -> str | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from imgx import __version__
+from imgx.env import default_cache_dir
 from imgx.errors import ImgxError, RunDirError, TrainingDiverged
 from imgx.results import (
     FORMAT,
@@ -52,7 +53,7 @@ class RunContext:
 
     out: Path
     quiet: bool = False
-    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("IMGX_CACHE", Path.home() / ".cache/imgx")))
+    cache_dir: Path = field(default_factory=default_cache_dir)
     resources: dict[str, Any] = field(default_factory=dict)
     process_index: int = 0
     num_processes: int = 1

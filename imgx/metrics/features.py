@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgx.env import default_cache_dir
 from imgx.hub import cache_only_reason
 
 log = logging.getLogger("imgx")
@@ -48,7 +48,7 @@ class ExtractorContext:
 
     data: dict[str, Any] | None = None
     seed: int = 0
-    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("IMGX_CACHE", Path.home() / ".cache/imgx")))
+    cache_dir: Path = field(default_factory=default_cache_dir)
     device: str = "cpu"
 
 
@@ -260,7 +260,7 @@ class DigitsClassifierFeatures(FeatureExtractor):
 # inception-v3
 
 
-def inception_weights_path(weights: str | None = None, *, download: bool | None = None) -> Path:
+def inception_weights_path(weights: str | None = None) -> Path:
     """Where the Inception weights are: ``weights`` if given, else the torch hub cache (downloaded into it
     when allowed).
 
@@ -276,10 +276,7 @@ def inception_weights_path(weights: str | None = None, *, download: bool | None 
     if path.is_file():
         return path
     how = f"download {INCEPTION_URL} to {path} or set metric_options: {{fid: {{weights: PATH}}}}"
-    if download is None:
-        cache_only = cache_only_reason(INCEPTION_URL)
-    else:
-        cache_only = None if download else "downloads are off"
+    cache_only = cache_only_reason(INCEPTION_URL)
     if cache_only:
         raise FeaturesUnavailable(f"inception-v3 weights are not in the torch hub cache and {cache_only}; {how}")
     try:

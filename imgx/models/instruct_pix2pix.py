@@ -16,13 +16,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgx.env import default_cache_dir
 from imgx.errors import WeightsError
 from imgx.hub import cache_only_reason
 
@@ -221,7 +221,7 @@ def load_pipeline(spec, device: str = "cpu", cache_dir: str | Path | None = None
     import torch
 
     resources = resources if resources is not None else {}
-    cache_dir = Path(cache_dir) if cache_dir else Path(os.environ.get("IMGX_CACHE", Path.home() / ".cache/imgx"))
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key = (spec.weights or DEFAULT_WEIGHTS, str(device), spec.dtype, bool(spec.safety_checker), spec.variant)
     loaded = resources.get(_RESOURCE)
     if loaded is None or loaded.key != key:
