@@ -209,6 +209,15 @@ def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def output_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flatten records' outputs into ``outputs.csv`` rows, each with its case id and sweep parameters.
+
+    An output's own ``seed`` is its generator's; a swept ``seed`` parameter keeps its value as ``param_seed``.
+    """
+    return [{"case_id": r["case_id"], **{(f"param_{k}" if k in o else k): v for k, v in r.get("params", {}).items()},
+             **o} for r in records for o in r.get("outputs", [])]
+
+
 def write_tables(out: Path, records: list[dict[str, Any]]) -> None:
     """Write ``results.csv``, ``outputs.csv`` and ``history.csv`` from ledger records (in plan order)."""
     from imgx.agreement import derived_rows
@@ -216,9 +225,7 @@ def write_tables(out: Path, records: list[dict[str, Any]]) -> None:
     params = param_columns(records)
     rows = result_rows(records) + derived_rows(out, records)
     atomic_write_text(out / "results.csv", _csv_text(RESULT_COLUMNS + params, rows))
-    # An output's own ``seed`` is its generator's; a swept ``seed`` parameter keeps its value as ``param_seed``.
-    outputs = [{"case_id": r["case_id"], **{(f"param_{k}" if k in o else k): v for k, v in r.get("params", {}).items()},
-                **o} for r in records for o in r.get("outputs", [])]
+    outputs = output_rows(records)
     out_cols = list(dict.fromkeys(["case_id", *[k for o in outputs for k in o if k in params or
                                                 k.startswith("param_")], "prompt", "seed", "input_path", "path"]
                                   + [k for o in outputs for k in o]))

@@ -43,3 +43,14 @@ def test_atomic_writes_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
     os.umask(mask)
     atomic_write_text(tmp_path / "report.html", "<p>x</p>")
     assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_output_rows_keep_a_swept_seed_beside_the_generator_seed():
+    """The one flattening behind outputs.csv and the report's fallback when that file is missing."""
+    from imgx.results import output_rows
+
+    records = [{"case_id": "edit[seed=1]", "params": {"seed": 1, "scheduler": "ddim"},
+                "outputs": [{"prompt": "p", "seed": 123456, "path": "images/a.png"}]}]
+    (row,) = output_rows(records)
+    assert row == {"case_id": "edit[seed=1]", "param_seed": 1, "scheduler": "ddim", "prompt": "p", "seed": 123456,
+                   "path": "images/a.png"}

@@ -151,10 +151,11 @@ def comparison_context(comparison: Any, baseline_dir: Path | None, candidate_dir
     flagged = {getattr(r, "case_id", "") for r in regressions}
     base_recs, base_note = _load(baseline_dir)
     cand_recs, cand_note = _load(candidate_dir)
-    base_emb = ImageEmbedder(Path(baseline_dir)) if baseline_dir is not None else ImageEmbedder(Path(candidate_dir))
-    cand_emb = ImageEmbedder(Path(candidate_dir))
-    pairs, pairs_left = image_pairs(base_recs, cand_recs, base_emb, cand_emb, flagged) if base_recs else ([], 0)
-    arts = artifact_pairs(base_recs, cand_recs, base_emb, cand_emb, flagged) if base_recs else []
+    pairs, pairs_left, arts = [], 0, []
+    if base_recs:  # a baseline JSON file has no images: nothing to put side by side
+        base_emb, cand_emb = ImageEmbedder(Path(baseline_dir)), ImageEmbedder(Path(candidate_dir))
+        pairs, pairs_left = image_pairs(base_recs, cand_recs, base_emb, cand_emb, flagged)
+        arts = artifact_pairs(base_recs, cand_recs, base_emb, cand_emb, flagged)
     return {
         "title": "imgx comparison",
         "baseline_label": str(getattr(comparison, "baseline_label", baseline_dir or "baseline")),

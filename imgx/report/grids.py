@@ -17,6 +17,8 @@ from typing import Any
 
 from PIL import Image
 
+from imgx.imageio import IMAGE_SUFFIXES
+
 log = logging.getLogger("imgx")
 
 GRID_MAX_SIDE = 900  # artifact grids: wide enough to read, small enough for a few-MB report
@@ -24,7 +26,6 @@ THUMB_MAX_SIDE = 160  # one output in a guidance grid
 EDIT_IMAGE_BUDGET = 360  # at most this many thumbnails across all edit grids; the rest is counted, not embedded
 BYTE_BUDGET = 12_000_000  # encoded image bytes per page; past it images become a note, the page stays openable
 GALLERY_ITEMS = 24  # at most this many images from one list artifact
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Embedded:
 
 def looks_like_image_path(value: Any) -> bool:
     """True for a string that names an image file (by suffix); labels and numbers are not image paths."""
-    return isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES) and "\n" not in value
+    return isinstance(value, str) and value.lower().endswith(tuple(IMAGE_SUFFIXES)) and "\n" not in value
 
 
 def resolve_in_run(out: Path, rel: str) -> Path | None:

@@ -548,7 +548,7 @@ def _download(name: str, text: str) -> dict[str, str]:
 
 def build_context(out: Path) -> dict[str, Any]:
     """Everything the report template needs, from the run directory alone."""
-    from imgx.results import RESULT_COLUMNS, load_run, param_columns, result_rows
+    from imgx.results import RESULT_COLUMNS, load_run, output_rows, param_columns, result_rows
 
     out = Path(out)
     manifest, records = load_run(out)
@@ -560,8 +560,7 @@ def build_context(out: Path) -> dict[str, Any]:
         results = result_rows(records)
     outputs, outputs_text = _read_csv(out, "outputs.csv")
     if outputs is None:
-        outputs = [{"case_id": r["case_id"], **(r.get("params") or {}), **o} for r in records
-                   for o in r.get("outputs") or []]
+        outputs = output_rows(records)
     _, history_text = _read_csv(out, "history.csv")
 
     counts = {s: sum(1 for r in records if r.get("status") == s) for s in ("ok", "skipped", "unavailable", "failed")}
