@@ -278,14 +278,9 @@ def load_snapshot(path: str | Path) -> Snapshot:
     if int(data["imgx_baseline"]) > BASELINE_FORMAT:
         raise RunDirError(f"{path}: baseline format {data['imgx_baseline']} is newer than this imgx reads "
                           f"({BASELINE_FORMAT}); upgrade imgx")
-    cases = {}
-    for case_id, c in data.get("cases", {}).items():
-        metrics = {(m["metric"], m.get("reference") or ""): _measurement(m) for m in c.get("metrics", [])}
-        _add_latency_noise(metrics)
-        cases[case_id] = CaseEntry(case_id=case_id, base_id=c.get("base_id") or case_id,
-                                   params=dict(c.get("params") or {}), device=str(c.get("device", "")),
-                                   status=c.get("status", "ok"), detail=c.get("detail") or "",
-                                   regression=dict(c.get("regression") or {}), metrics=metrics)
+    # A baseline case is a ledger record with its rows under "metrics" and its id as the key.
+    cases = {case_id: _entry_from_record({**c, "case_id": case_id, "rows": c.get("metrics", [])})
+             for case_id, c in data.get("cases", {}).items()}
     return Snapshot(label=str(path), info=dict(data.get("provenance") or {}),
                     environment=dict(data.get("environment") or {}), cases=cases)
 
