@@ -228,27 +228,21 @@ class SuiteRun:
 
     def start(self) -> None:
         from imgx.results import read_ledger
-        from imgx.runner import RunContext, RunLock, _now, prepare_out
+        from imgx.runner import RunContext, RunLock, _now, prepare_out, write_manifest
 
         self.out = prepare_out(self.out, self.suite)
         self.lock = RunLock(self.out)
         self.lock.__enter__()
         self.ctx = RunContext(out=self.out, quiet=True)
         self.started = _now()
-        self._manifest(None, {"planned": len(self.planned)})
+        manifest = write_manifest(self.out, self.suite, self._argv, self.started, None,
+                                  {"planned": len(self.planned), "runner": "pytest"}, self.state.machine_info())
+        self.environment = manifest["environment"]
         self.ledger = read_ledger(self.out)
 
-    def _manifest(self, ended: str | None, extra: dict[str, Any]) -> None:
-        from imgx.results import atomic_write_json, read_manifest
-        from imgx.runner import write_manifest
-
-        argv = ["pytest", *self.state.config.invocation_params.args]
-        write_manifest(self.out, self.suite, argv, self.started, ended, extra)
-        manifest = read_manifest(self.out)
-        manifest["environment"]["machine"] = self.state.machine_info()
-        manifest["runner"] = "pytest"
-        atomic_write_json(self.out / "manifest.json", manifest)
-        self.environment = manifest["environment"]
+    @property
+    def _argv(self) -> list[str]:
+        return ["pytest", *self.state.config.invocation_params.args]
 
     def run(self, case, *, fresh: bool = False) -> dict[str, Any]:
         """Run ``case`` (or reuse its ledger record unless ``fresh``) and write it to the ledger."""
@@ -264,17 +258,15 @@ class SuiteRun:
 
     def finish(self, report: bool) -> None:
         """Write the tables, the final manifest and the report from the ledger records of this session."""
-        from imgx.results import write_tables
-        from imgx.runner import RunSummary, _now, _write_report
+        from imgx.runner import RunSummary, finish_run
 
         try:
             records = [self.records[c.key] for c in self.planned if c.key in self.records]
             summary = RunSummary(out=self.out, records=records, ran=self.ran, reused=self.reused)
-            write_tables(self.out, records)
-            self._manifest(_now(), {"planned": len(self.planned), "ran": self.ran, "reused": self.reused,
-                                    "counts": summary.counts(), "records": records, "num_processes": 1})
-            if report:
-                _write_report(self.out)
+            manifest = finish_run(summary, self.suite, self._argv, self.started,
+                                  {"planned": len(self.planned), "num_processes": 1, "runner": "pytest"},
+                                  report=report, machine=self.state.machine_info())
+            self.environment = manifest["environment"]
         finally:
             self.lock.__exit__(None, None, None)
 

@@ -284,8 +284,12 @@ def plan(suite_path: str | Path, device: str = "all", filters: list[str] | None 
     return suite, select(cases, filters)
 
 
-def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str | None, extra: dict) -> None:
-    """Write ``manifest.json``: versions, suite provenance, command line, times and the machine."""
+def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str | None, extra: dict,
+                   machine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``manifest.json``: versions, suite provenance, command line, times and the machine; returns it.
+
+    ``machine`` (the pytest plugin's ``pytest_imgx_machine_info`` result) goes under ``environment.machine``.
+    """
     from imgx.env import fingerprint, git_commit
 
     uses_cuda = any(str(r.get("device", "")).startswith("cuda") for r in extra.get("records", []))
@@ -304,7 +308,10 @@ def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str |
         "environment": fingerprint(use_cuda=uses_cuda or None),
         **{k: v for k, v in extra.items() if k != "records"},
     }
+    if machine is not None:
+        manifest["environment"]["machine"] = machine
     atomic_write_json(out / "manifest.json", manifest)
+    return manifest
 
 
 def _now() -> str:
@@ -357,13 +364,21 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
             ledger[case.key]["gates"] = evaluate_gates(case, ledger[case.key]["status"], ledger[case.key]["rows"])
     summary = RunSummary(out=out, records=records, ran=ran, reused=reused)
     if process_index == 0:
-        write_tables(out, records)
-        write_manifest(out, suite, argv, started, _now(), {"planned": len(cases), "ran": ran, "reused": reused,
-                                                           "counts": summary.counts(), "records": records,
-                                                           "num_processes": num_processes})
-        if report:
-            _write_report(out)
+        finish_run(summary, suite, argv, started, {"planned": len(cases), "num_processes": num_processes},
+                   report=report)
     return summary
+
+
+def finish_run(summary: RunSummary, suite, argv: list[str], started: str, extra: dict[str, Any], *, report: bool,
+               machine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the tables, the final manifest and (``report``) ``report.html`` of a run; returns the manifest."""
+    write_tables(summary.out, summary.records)
+    manifest = write_manifest(summary.out, suite, argv, started, _now(),
+                              {**extra, "ran": summary.ran, "reused": summary.reused, "counts": summary.counts(),
+                               "records": summary.records}, machine)
+    if report:
+        _write_report(summary.out)
+    return manifest
 
 
 def _rank_lock(lock_dir: Path, index: int) -> Path:
