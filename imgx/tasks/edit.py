@@ -120,7 +120,14 @@ def run(case, ctx) -> CaseResult:
     """Run one edit case; see the module docstring."""
     import torch
 
-    from imgx.metrics.timing import Clock, StageTimer, peak_memory_mb, reset_peak_memory, rows_from_samples
+    from imgx.metrics.timing import (
+        STAGES,
+        Clock,
+        StageTimer,
+        peak_memory_mb,
+        reset_peak_memory,
+        rows_from_samples,
+    )
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
 
     spec, inf = case.spec, case.spec.inference
@@ -143,20 +150,21 @@ def run(case, ctx) -> CaseResult:
     samples: list[float] = []
     results: list[tuple[Pair, np.ndarray, bool | None]] = []
     with StageTimer(_stages(pipe), case.device) as stages:
-        for pair in ctx.progress(pairs, desc=case.id[:40], unit="img"):
+
+        def timed(pair: Pair):
             stages.begin()
             with Clock(case.device) as clock:
                 out = call(pair)
             stages.end()
             samples.append(clock.ms)
+            return out
+
+        for pair in ctx.progress(pairs, desc=case.id[:40], unit="img"):
+            out = timed(pair)
             flags = out.nsfw_content_detected
             results.append((pair, out.images[0], None if flags is None else bool(flags[0])))
         while len(samples) < inf.repeats:
-            stages.begin()
-            with Clock(case.device) as clock:
-                call(pairs[0])
-            stages.end()
-            samples.append(clock.ms)
+            timed(pairs[0])
     peak = peak_memory_mb(case.device)
 
     # Save every output (invalid ones too, so that they can be looked at) and its provenance.
@@ -184,10 +192,9 @@ def run(case, ctx) -> CaseResult:
     rows += _pixel_rows(spec.metrics, images, results, out_arrays, valid, case.seed)
     rows += _clip_rows(spec, case, ctx, images, results, out_arrays, valid, outputs, info)
     if "latency" in spec.metrics:
-        denoise = stages.median("denoise")
-        rows += rows_from_samples(samples, device=case.device, steps=inf.num_inference_steps, denoise_ms=denoise,
-                                  stage_ms={s: stages.median(s) for s in ("text_encode", "image_encode", "denoise",
-                                                                          "vae_decode")}, peak=peak)
+        stage_ms = {s: stages.median(s) for s in STAGES}
+        rows += rows_from_samples(samples, device=case.device, steps=inf.num_inference_steps,
+                                  denoise_ms=stage_ms["denoise"], stage_ms=stage_ms, peak=peak)
 
     n_invalid = sum(invalid.values())
     status, detail = "ok", ""
@@ -285,6 +292,13 @@ def _clip_rows(spec, case, ctx, images, results, out_arrays, valid, outputs, inf
     rows: list[MetricRow] = []
     wanted = [m for m in spec.metrics if m in CLIP_METRICS]
     clip_info: dict[str, Any] = {}
+    if not wanted:
+        return rows
+    # The same valid outputs and their size-matched inputs for every CLIP metric (embeddings are cached by
+    # content in each embedder).
+    pairs = [results[k][0] for k in valid]
+    inputs = [Image.fromarray(input_like(images[p.index], out_arrays[k])) for p, k in zip(pairs, valid, strict=True)]
+    outs = [Image.fromarray(out_arrays[k]) for k in valid]
     for metric in wanted:
         options = spec.metric_options.get(metric, {})
         name = str(options.get("model", DEFAULT_CLIP))
@@ -296,10 +310,6 @@ def _clip_rows(spec, case, ctx, images, results, out_arrays, valid, outputs, inf
         except ClipUnavailable as exc:
             rows.append(MetricRow(metric, None, status="unavailable", detail=str(exc)))
             continue
-        pairs = [results[k][0] for k in valid]
-        inputs = [Image.fromarray(input_like(images[p.index], out_arrays[k])) for p, k in zip(pairs, valid,
-                                                                                             strict=True)]
-        outs = [Image.fromarray(out_arrays[k]) for k in valid]
         img_out = emb.images(outs)
         img_in = emb.images(inputs)
         detail_extra = ""
