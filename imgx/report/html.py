@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -27,7 +26,7 @@ from imgx.report.grids import (
     artifact_galleries,
     guidance_grids,
 )
-from imgx.report.tables import STATUS_CSS, Table, fmt_value, from_records, to_float
+from imgx.report.tables import STATUS_CSS, Table, csv_data_uri, fmt_value, from_records, to_float
 
 log = logging.getLogger("imgx")
 
@@ -542,7 +541,7 @@ def where_line(env: dict[str, Any]) -> str:
 
 
 def _download(name: str, text: str) -> dict[str, str]:
-    return {"name": name, "uri": "data:text/csv;charset=utf-8," + quote(text, safe=""),
+    return {"name": name, "uri": csv_data_uri(text),
             "size": f"{len(text.encode()) / 1024:.1f} KiB"}
 
 

@@ -60,6 +60,11 @@ class Cell:
     title: str = ""
 
 
+def csv_data_uri(text: str) -> str:
+    """A ``data:`` URI that downloads ``text`` as CSV from a self-contained page."""
+    return "data:text/csv;charset=utf-8," + quote(text, safe="")
+
+
 @dataclass
 class Table:
     """A table with a title, columns, rows of cells and the raw values for its CSV download."""
@@ -106,7 +111,7 @@ class Table:
 
     @property
     def csv_uri(self) -> str:
-        return "data:text/csv;charset=utf-8," + quote(self.csv_text, safe="")
+        return csv_data_uri(self.csv_text)
 
     @property
     def filterable(self) -> bool:
