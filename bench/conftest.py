@@ -6,16 +6,9 @@ Run them all with ``pytest bench --benchmark-autosave`` (JSON under ``.benchmark
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks reuse the tests' helpers (``tests.helpers``, report fixtures)
-    sys.path.insert(0, str(ROOT))
-
-from tests.helpers import private_imgx_cache, set_offline_environment, skip_gpu_items_without_cuda  # noqa: E402 - after the path insert
+from tests.helpers import private_imgx_cache, set_offline_environment, skip_gpu_items_without_cuda
 
 set_offline_environment()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import textwrap
 from collections.abc import Iterator
@@ -31,6 +32,24 @@ cases:
     train: {epochs: 2, batch_size: 64, lr: 1.0e-3}
     metrics: [mse, psnr, ssim]
 """
+
+TIMING = {"train_seconds", "train_images_per_second"}
+
+
+def quality_rows(out: Path) -> list[dict[str, str]]:
+    """The rows of ``out/results.csv`` without the timing metrics (those vary run to run)."""
+    with open(out / "results.csv", newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["metric"] not in TIMING]
+
+
+def scipy_fid(mu1, s1, mu2, s2) -> float:
+    """The classic FID reference (pytorch-fid): scipy.linalg.sqrtm of the non-symmetric product."""
+    import numpy as np
+    import scipy.linalg
+
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    d = mu1 - mu2
+    return float(d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
 def set_offline_environment() -> None:

@@ -1,6 +1,5 @@
 """Scale-out: ``accelerate launch`` shards cases across processes into one merged run directory."""
 
-import csv
 import json
 import shutil
 import subprocess
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgx.runner import run_suite
-from tests.helpers import write_suite
+from tests.helpers import quality_rows, write_suite
 
 SUITE = """
 suite: mp
@@ -25,12 +24,6 @@ cases:
     cpu_threads: 1
     sweep: {seed: [0, 1, 2]}
 """
-TIMING = {"train_seconds", "train_images_per_second"}
-
-
-def _quality(out: Path):
-    with open(out / "results.csv", newline="") as fh:
-        return [r for r in csv.DictReader(fh) if r["metric"] not in TIMING]
 
 
 @pytest.mark.slow
@@ -46,6 +39,6 @@ def test_two_processes_equal_one(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ran 2" in proc.stdout  # rank 0 ran its shard; rank 1 ran the rest
-    assert _quality(tmp_path / "two") == _quality(tmp_path / "one")
+    assert quality_rows(tmp_path / "two") == quality_rows(tmp_path / "one")
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert manifest["num_processes"] == 2 and manifest["counts"] == {"ok": 3}

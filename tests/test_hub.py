@@ -91,11 +91,11 @@ def test_pipeline_weights_without_network_are_a_weights_error_with_the_reason(on
 def test_a_run_without_network_says_why_once_and_does_not_wait(online, tmp_path):
     """The README's situation: no offline flag, no network. CLIP rows are unavailable with the reason; the
     log has no retry chatter and no line printed twice (huggingface_hub's handler and imgx's)."""
-    import json
     import os
     import subprocess
     import sys
 
+    from imgx.results import load_run
     from tests.edit.conftest import edit_suite
 
     online.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
@@ -108,6 +108,6 @@ def test_a_run_without_network_says_why_once_and_does_not_wait(online, tmp_path)
     assert "Retrying" not in proc.stderr
     lines = [line.removeprefix("imgx: ") for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == len(set(lines)), proc.stderr
-    (case_file,) = (tmp_path / "run" / "cases").glob("*.json")
-    rows = [r for r in json.loads(case_file.read_text())["rows"] if r["metric"] == "clip_score"]
+    _, (record,) = load_run(tmp_path / "run")
+    rows = [r for r in record["rows"] if r["metric"] == "clip_score"]
     assert rows and all(r["status"] == "unavailable" and "cannot be reached" in r["detail"] for r in rows)

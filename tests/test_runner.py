@@ -11,14 +11,7 @@ import time
 import pytest
 
 from imgx.runner import run_suite
-from tests.helpers import TINY_COLORIZE, write_suite
-
-TIMING = {"train_seconds", "train_images_per_second"}
-
-
-def _quality(out):
-    with open(out / "results.csv", newline="") as fh:
-        return [r for r in csv.DictReader(fh) if r["metric"] not in TIMING]
+from tests.helpers import TINY_COLORIZE, quality_rows, write_suite
 
 
 def test_run_directory_has_every_file(tiny_suite, tmp_path):
@@ -33,7 +26,7 @@ def test_run_directory_has_every_file(tiny_suite, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["suite_sha256"] and manifest["environment"]["versions"]["torch"]
     assert manifest["ended"] and manifest["counts"] == {"ok": 1}
-    rows = _quality(out)
+    rows = quality_rows(out)
     assert {(r["metric"], r["reference"]) for r in rows} == {(m, ref) for m in ("mse", "psnr", "ssim")
                                                              for ref in ("", "gray-copy")}
     with open(out / "history.csv", newline="") as fh:
@@ -43,16 +36,16 @@ def test_run_directory_has_every_file(tiny_suite, tmp_path):
 def test_resume_skips_finished_cases(tiny_suite, tmp_path):
     out = tmp_path / "run"
     run_suite(tiny_suite, out, quiet=True, report=False)
-    before = _quality(out)
+    before = quality_rows(out)
     again = run_suite(tiny_suite, out, quiet=True, report=False)
     assert (again.ran, again.reused) == (0, 1)
-    assert _quality(out) == before
+    assert quality_rows(out) == before
 
 
 def test_two_runs_give_identical_numbers(tiny_suite, tmp_path):
     run_suite(tiny_suite, tmp_path / "a", quiet=True, report=False)
     run_suite(tiny_suite, tmp_path / "b", quiet=True, report=False)
-    assert _quality(tmp_path / "a") == _quality(tmp_path / "b")
+    assert quality_rows(tmp_path / "a") == quality_rows(tmp_path / "b")
 
 
 def test_cuda_cases_are_skipped_with_the_reason_and_exit_0(tmp_path):
@@ -169,6 +162,6 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         assert kill_after <= done < 6
     summary = run_suite(path, out, quiet=True, report=False)
     assert summary.reused >= 3 and summary.ran + summary.reused == 6
-    assert _quality(out) == _quality(reference)
+    assert quality_rows(out) == quality_rows(reference)
     assert len(list((out / "cases").glob("*.json"))) == 6
     assert not list((out / "cases").glob(".*.tmp"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from imgx.results import load_run
 from imgx.runner import RunContext, run_case, run_suite
 from imgx.suite import expand, load_suite
 from imgx.tasks.edit import classify, to_uint8
@@ -68,7 +68,7 @@ def test_sweep_rows_outputs_and_info(swept_run):
         assert (out / o["path"]).is_file() and (out / o["input_image"]).is_file()
         assert o["valid"] == "True" and int(o["seed"]) >= 0
         assert "pencil" not in o["path"].split("/")[0]  # prompts only ever appear slugged in file names
-    record = json.loads(next((out / "cases").glob("*.json")).read_text())
+    record = load_run(out)[1][0]
     assert record["info"]["random_weights"] is True and "random-weight" in record["info"]["label"]
     assert record["info"]["torch_threads"] >= 1 and record["info"]["dtype"] == "float32"
     assert record["info"]["timing"]["timed_calls"] == 4
@@ -190,8 +190,6 @@ def test_derived_captions_are_opt_in_and_labelled(tmp_path, tiny_clip_dir):
 
 @pytest.mark.gpu
 def test_cuda_half_precision_and_synchronised_latency(tmp_path):
-    if not torch.cuda.is_available():
-        pytest.skip("CUDA is not available on this machine")
     for dtype in ("float16", "bfloat16"):
         case = _case(tmp_path / dtype, model=f"{{name: instruct-pix2pix, weights: tiny, dtype: {dtype}}}",
                      case="    device: cuda\n    max_invalid: 4\n")

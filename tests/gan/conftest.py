@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 
 def digits_spec(**kw):
-    """A stand-in for ``DataSpec`` with the fields the digits loader reads."""
-    base = {"name": "digits", "image_size": None, "train": None, "test": None, "root": None, "download": False}
-    return SimpleNamespace(**{**base, **kw})
+    """A ``DataSpec`` for the digits (``name`` may be overridden, e.g. for the torchvision loaders)."""
+    from imgx.suite.schema import DataSpec
+
+    return DataSpec(**{"name": "digits", **kw})
 
 
 @pytest.fixture(scope="session")

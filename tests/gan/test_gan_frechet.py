@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 
 from imgx.metrics.frechet import (
@@ -19,13 +18,7 @@ from imgx.metrics.frechet import (
     kid_from_features,
     kid_subset_size,
 )
-
-
-def scipy_fid(mu1, s1, mu2, s2) -> float:
-    """The classic reference (pytorch-fid): scipy.linalg.sqrtm of the non-symmetric product."""
-    covmean = scipy.linalg.sqrtm(s1 @ s2).real
-    d = mu1 - mu2
-    return float(d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+from tests.helpers import scipy_fid
 
 
 def two_sets(n=600, d=32, seed=0):

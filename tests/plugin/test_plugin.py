@@ -89,13 +89,15 @@ def test_k_selects_cases_and_marks_apply(pytester):
 def test_cuda_case_skips_with_the_reason(pytester):
     import torch
 
+    from imgx.results import load_run
+
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the case would run")
     pytester.makefile(".yaml", tiny=suite_text(tiny_case("card", extra="device: cuda")))
     result = pytester.runpytest("tiny.yaml", "-rs", "--imgx-out", "out", "--imgx-no-report")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED*card: CUDA is not available*"])
-    record = json.loads(next((pytester.path / "out" / "cases").glob("*.json")).read_text())
+    record = load_run(pytester.path / "out")[1][0]
     assert record["status"] == "skipped"
 
 

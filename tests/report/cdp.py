@@ -44,7 +44,6 @@ class PageReport:
     errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # every non-data: URL the page asked for
     images: list[dict[str, Any]] = field(default_factory=list)
-    screenshot: Path | None = None
 
 
 class Browser:

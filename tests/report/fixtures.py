@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from imgx.imageio import safe_name, save_png
-from imgx.results import atomic_write_json, write_case, write_tables
+from imgx.results import FORMAT, atomic_write_json, write_case, write_tables
 
 EVIL_PROMPT = '<script>alert("x")</script> make it ../../etc/passwd & "quoted"'
 
@@ -34,7 +34,7 @@ def record(case_id: str, task: str, index: int, *, status: str = "ok", detail: s
            params: dict[str, Any] | None = None, device: str = "cpu", dtype: str = "float32",
            rows: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     """A ledger record shaped like :func:`imgx.results.case_record`'s."""
-    rec = {"format": 1, "key": _key(case_id, device, dtype, params), "case_id": case_id,
+    rec = {"format": FORMAT, "key": _key(case_id, device, dtype, params), "case_id": case_id,
            "base_id": case_id.split("[")[0], "index": index, "suite": "synthetic", "task": task,
            "model": {"colorize": "encoder-decoder", "generate": "dcgan", "edit": "instruct-pix2pix"}[task],
            "device": device, "dtype": dtype, "seed": 1234 + index, "params": params or {}, "config": {},
@@ -149,7 +149,7 @@ def make_run(out: Path, *, edit_inputs: int = 2, prompts: tuple[str, ...] = (EVI
         write_case(out, rec)
     write_tables(out, records)
     atomic_write_json(out / "manifest.json", {
-        "format": 1, "imgx_version": "0.1.0", "git_commit": "0123456789abcdef", "suite": "synthetic",
+        "format": FORMAT, "imgx_version": "0.1.0", "git_commit": "0123456789abcdef", "suite": "synthetic",
         "suite_path": "suites/synthetic.yaml", "suite_sha256": "f" * 64, "description": "synthetic <run> & co",
         "command": ["imgx", "run", "suites/synthetic.yaml"], "seed": 0, "started": "2026-01-01T10:00:00+00:00",
         "ended": "2026-01-01T10:05:00+00:00", "planned": len(records),

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from imgx.report.compare_report import summary_markdown, write_comparison
+from imgx.results import load_run
 from tests.report.fixtures import make_run
 
 SMALL = {"edit_inputs": 1, "prompts": ('<script>alert("x")</script> ../x', "sketch"), "schedulers": ("ddim",),
@@ -34,7 +35,7 @@ def test_regressions_rendered_with_side_by_side_images(pair, tmp_path):
     for r in comp.regressions:
         assert r.case_id.replace('"', "&#34;") in html
     # one pair per output of the same case/seed/prompt/input, both sides embedded
-    outputs = sum(len(r.get("outputs", [])) for r in __import__("imgx.results", fromlist=["x"]).load_run(cand)[1])
+    outputs = sum(len(r.get("outputs", [])) for r in load_run(cand)[1])
     assert html.count('alt="baseline ') == outputs == html.count('alt="candidate ')
     assert "colorizer" in html
     assert "fixed noise" in html

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import json
 import re
 import shutil
 from html.parser import HTMLParser
@@ -15,7 +14,7 @@ import pytest
 
 from imgx.imageio import save_png
 from imgx.report import write_report
-from imgx.results import write_tables
+from imgx.results import FORMAT, load_run, write_tables
 from tests.report.fixtures import EVIL_PROMPT, make_run, record, row
 
 
@@ -64,7 +63,7 @@ def test_report_is_self_contained(synthetic_report):
 
 def test_summary_comes_first_and_counts_cases(synthetic_report, synthetic_run):
     _, html = synthetic_report
-    records = [json.loads(p.read_text()) for p in (synthetic_run / "cases").glob("*.json")]
+    _, records = load_run(synthetic_run)
     assert html.index('id="summary"') < html.index('id="task-colorize"') < html.index('id="results"')
     summary = html[html.index('id="summary"'):html.index('id="task-colorize"')]
     for status in ("ok", "skipped", "failed"):
@@ -158,7 +157,7 @@ def _run_with(tmp_path: Path, records: list[dict], tables: bool = True, manifest
     if tables:
         write_tables(out, records)
     if manifest:
-        atomic_write_json(out / "manifest.json", {"format": 1, "suite": "degenerate", "started": "x"})
+        atomic_write_json(out / "manifest.json", {"format": FORMAT, "suite": "degenerate", "started": "x"})
     return out
 
 
