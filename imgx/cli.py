@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                      help="run only the cases on this device (default: all the suite declares)")
     run.add_argument("-k", dest="filters", action="append", metavar="FILTER",
-                     help="run only cases whose id contains FILTER (repeatable: any matches)")
+                     help="run only cases whose base id contains FILTER, or whose whole id or a sweep token (seed=1) is"
+                          " FILTER (repeatable: any matches); none selected is exit 2")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-case lines")
     run.add_argument("--no-report", action="store_true", help="skip writing report.html")
 

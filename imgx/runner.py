@@ -36,6 +36,7 @@ from imgx.results import (
     write_tables,
 )
 from imgx.suite import Case, expand, load_suite
+from imgx.suite.expand import _fmt as _fmt_value
 from imgx.suite.schema import GATE_PATTERN
 
 log = logging.getLogger("imgx")
@@ -178,11 +179,30 @@ def prepare_out(out: Path, suite) -> Path:
 
 
 def select(cases: list[Case], filters: list[str] | None) -> list[Case]:
-    """Cases whose id contains any of ``filters`` (case-insensitive); all cases without filters."""
+    """Cases that any of ``filters`` selects (case-insensitive); all cases without filters.
+
+    A filter selects a case when it is part of the case's base id (``col`` selects ``colorizer[seed=1]``),
+    the whole case id, or a whole sweep token of it: ``seed=1`` or the axis name ``seed``. So ``-k ed`` does
+    not select ``col[seed=1]`` through ``seed``, and ``-k seed=1`` does not select ``seed=10``.
+    """
     if not filters:
         return cases
     needles = [f.lower() for f in filters]
-    return [c for c in cases if any(n in c.id.lower() for n in needles)]
+    return [c for c in cases if any(_selects(n, c) for n in needles)]
+
+
+def _selects(needle: str, case: Case) -> bool:
+    tokens = {case.id.lower()}
+    for name, value in case.params.items():
+        tokens |= {name.lower(), f"{name}={_fmt_value(value)}".lower()}
+    return needle in case.base_id.lower() or needle in tokens
+
+
+def _nothing_selected(filters: list[str], cases: list[Case], device: str) -> ImgxError:
+    shown = [c.id for c in cases[:30]] + ([f"... and {len(cases) - 30} more"] if len(cases) > 30 else [])
+    where = f" on device {device}" if device != "all" else ""
+    return ImgxError(f"-k {' -k '.join(filters)} selects no case{where} (a filter matches part of a base id, "
+                     f"the whole id, or a whole sweep token like seed=1); the cases are: {', '.join(shown) or 'none'}")
 
 
 def shard(cases: list[Case], index: int, count: int) -> list[Case]:
@@ -281,7 +301,10 @@ def plan(suite_path: str | Path, device: str = "all", filters: list[str] | None 
     cases = expand(suite)
     if device != "all":
         cases = [c for c in cases if c.device == device or c.device.startswith(device + ":")]
-    return suite, select(cases, filters)
+    selected = select(cases, filters)
+    if filters and not selected:  # an empty run would pass in CI: refuse it
+        raise _nothing_selected(filters, cases, device)
+    return suite, selected
 
 
 def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str | None, extra: dict,
