@@ -63,7 +63,10 @@ def _cmd_run(args) -> int:
     if index != 0:
         return summary.exit_code
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "no cases"
-    print(f"imgx: {summary.out}: {counts} (ran {summary.ran}, reused {summary.reused})")
+    where = f" in {summary.num_processes} processes" if summary.num_processes > 1 else ""
+    print(f"imgx: {summary.out}: {counts} (ran {summary.ran}, reused {summary.reused}{where})")
+    if summary.aborted:
+        print(f"  STOPPED EARLY: {summary.aborted}; re-run with the same --out to resume")
     for r in summary.records:
         if r["status"] == "skipped":
             print(f"  skipped {r['case_id']}: {r['detail']}")

@@ -105,6 +105,9 @@ class RunSummary:
     records: list[dict[str, Any]]
     ran: int = 0
     reused: int = 0
+    num_processes: int = 1
+    aborted: str | None = None  # why the run stopped before every case was done (exit 2 or 1 follows)
+    unfinished: list[str] = field(default_factory=list)  # case ids left for a resume
 
     @property
     def gate_failures(self) -> list[str]:
@@ -116,7 +119,7 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.gate_failures or self.failed_cases else 0
+        return 1 if self.gate_failures or self.failed_cases or self.unfinished else 0
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -128,20 +131,27 @@ class RunSummary:
 class RunLock:
     """An exclusive lock on a run directory (``.lock``); the OS releases it when the process dies."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, wait: float = 0.0):
         self.path = out / ".lock"
         self.fh = None
+        self.wait = wait  # a rank lock may be probed for a moment by process 0: retry that long
 
     def __enter__(self):
         self.fh = open(self.path, "a+")  # noqa: SIM115 - held for the lifetime of the run
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.seek(0)
-            holder = self.fh.read().strip() or "unknown"
-            self.fh.close()
-            raise RunDirError(f"{self.path.parent}: another imgx run is writing here (pid {holder}); "
-                              "wait for it or choose another --out") from None
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self.fh.seek(0)
+                holder = self.fh.read().strip() or "unknown"
+                self.fh.close()
+                raise RunDirError(f"{self.path.parent}: another imgx run is writing here (pid {holder}); "
+                                  "wait for it or choose another --out") from None
         self.fh.seek(0)
         self.fh.truncate()
         self.fh.write(str(os.getpid()))
@@ -289,6 +299,7 @@ def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, f
     t0 = time.time()
     result = run_case(case, ctx)
     record = case_record(case, result, t0, time.time(), [])
+    record["process_index"] = ctx.process_index  # which process of a multi-process run computed it
     record["gates"] = evaluate_gates(case, record["status"], record["rows"])
     write_case(ctx.out, record)
     ledger[case.key] = record
@@ -350,46 +361,68 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
     Cases already in the ledger are reused, except ``skipped`` ones (their device may exist now). With
     several processes each runs its shard and process 0 writes the merged tables.
     """
+    from imgx import distributed
+
+    since = distributed.process_started()
     suite, cases = plan(suite_path, device, filters)
     if num_processes > 1:
-        from imgx.distributed import init
-
-        init()
+        distributed.init()
     out = prepare_out(Path(out) if out else default_out(suite.name), suite)
     ctx = RunContext(out=out, quiet=quiet, process_index=process_index, num_processes=num_processes)
     argv = argv if argv is not None else sys.argv
     started = _now()
     mine = order_for_reuse(shard(cases, process_index, num_processes))
     ran = reused = 0
-    lock_dir = out / "locks" if num_processes > 1 else out
-    lock_dir.mkdir(exist_ok=True)
-    with RunLock(lock_dir) if num_processes == 1 else RunLock(_rank_lock(lock_dir, process_index)):
+    aborted: ImgxError | None = None
+    many = num_processes > 1
+    lock = RunLock(distributed.rank_dir(out, process_index), wait=5.0) if many else RunLock(out)
+    with lock:
+        if many:
+            distributed.mark_started(out, process_index)
         if process_index == 0:
-            write_manifest(out, suite, argv, started, None, {"planned": len(cases)})
+            write_manifest(out, suite, argv, started, None, {"planned": len(cases), "num_processes": num_processes})
         ledger = read_ledger(out)
         bar = ctx.progress(total=len(mine), desc=suite.name, unit="case")
-        for case in mine:
-            bar.set_postfix_str(case.id[:60])
-            record, fresh = execute(case, ctx, ledger)
-            ran, reused = ran + fresh, reused + (not fresh)
-            bar.update(1)
-            if on_case:
-                on_case(case, record)
-        bar.close()
-    if num_processes > 1:
-        from imgx.distributed import barrier
-
-        barrier()
+        try:
+            for case in mine:
+                bar.set_postfix_str(case.id[:60])
+                record, fresh = execute(case, ctx, ledger)
+                ran, reused = ran + fresh, reused + (not fresh)
+                bar.update(1)
+                if on_case:
+                    on_case(case, record)
+        except ImgxError as exc:  # bad input found part-way: table what finished, then exit 2
+            aborted = exc
+        finally:
+            bar.close()
+            if many:
+                distributed.mark_done(out, process_index, ran, reused, _reason(aborted) if aborted else None)
+    outcome = distributed.ShardsOutcome()
+    if many and process_index == 0 and aborted is None:
+        others = {i: shard(cases, i, num_processes) for i in range(1, num_processes)}
+        outcome = distributed.wait_for_shards(out, others, since, log)
     ledger = read_ledger(out)
     records = [ledger[c.key] for c in cases if c.key in ledger]
     for case in cases:  # gates are not part of the key: judge reused cases by the suite as it is now
         if case.key in ledger:
             ledger[case.key]["gates"] = evaluate_gates(case, ledger[case.key]["status"], ledger[case.key]["rows"])
-    summary = RunSummary(out=out, records=records, ran=ran, reused=reused)
+    summary = RunSummary(out=out, records=records, ran=ran + outcome.ran, reused=reused + outcome.reused,
+                         num_processes=num_processes, unfinished=outcome.unfinished,
+                         aborted=_reason(aborted) if aborted else "; ".join(outcome.stopped) or None)
+    if aborted is not None:
+        summary.unfinished = [c.id for c in cases if c.key not in ledger]
     if process_index == 0:
-        finish_run(summary, suite, argv, started, {"planned": len(cases), "num_processes": num_processes},
-                   report=report)
+        extra: dict[str, Any] = {"planned": len(cases), "num_processes": num_processes}
+        if summary.aborted:
+            extra.update(aborted=summary.aborted, unfinished=summary.unfinished)
+        finish_run(summary, suite, argv, started, extra, report=report)
+    if aborted is not None:
+        raise aborted
     return summary
+
+
+def _reason(exc: ImgxError) -> str:
+    return "; ".join(exc.problems())
 
 
 def finish_run(summary: RunSummary, suite, argv: list[str], started: str, extra: dict[str, Any], *, report: bool,
@@ -402,12 +435,6 @@ def finish_run(summary: RunSummary, suite, argv: list[str], started: str, extra:
     if report:
         _write_report(summary.out)
     return manifest
-
-
-def _rank_lock(lock_dir: Path, index: int) -> Path:
-    path = lock_dir / f"rank{index}"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 def _write_report(out: Path) -> None:

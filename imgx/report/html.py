@@ -609,6 +609,7 @@ def build_context(out: Path) -> dict[str, Any]:
         "counts": counts,
         "n_cases": len(records),
         "planned": manifest.get("planned"),
+        "processes": _processes(records) if (manifest.get("num_processes") or 1) > 1 else {},
         "gates": gates,
         "gates_failed": gates_failed,
         "gates_passed": gates_passed,
@@ -623,6 +624,14 @@ def build_context(out: Path) -> dict[str, Any]:
         "image_bytes": embedder.bytes_embedded,
         "images_over_budget": embedder.over_budget,
     }
+
+
+def _processes(records: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """Which cases each process of a multi-process run computed (reused cases keep their first process)."""
+    out: dict[int, list[str]] = {}
+    for r in records:
+        out.setdefault(int(r.get("process_index", 0)), []).append(r["case_id"])
+    return dict(sorted(out.items()))
 
 
 def write_report(out: Path, path: Path | None = None) -> Path:
