@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check suite files without running anything")
     val.add_argument("suites", nargs="+", help="suite YAML files")
     val.add_argument("--list-cases", action="store_true", help="print each expanded case id and key")
+    val.add_argument("--strict", action="store_true",
+                     help="treat warnings (weights not in the cache while the hub cannot be reached) as errors")
 
     sub.add_parser("list", help="list tasks, models, data sets, metrics, schedulers, feature extractors, devices")
 
@@ -92,7 +94,14 @@ def _cmd_validate(args) -> int:
             problems.extend(exc.problems())
             continue
         cases = expand(suite)
-        print(f"{path}: ok ({len(suite.cases)} case entries, {len(cases)} cases)")
+        warnings = list(dict.fromkeys(w for ws in suite.warnings.values() for w in ws))
+        if args.strict and warnings:
+            problems.extend(warnings)
+            continue
+        for line in warnings:
+            print(f"imgx: warning: {line}", file=sys.stderr)
+        note = f", {len(warnings)} warning(s)" if warnings else ""
+        print(f"{path}: ok ({len(suite.cases)} case entries, {len(cases)} cases{note})")
         if args.list_cases:
             for c in cases:
                 print(f"  {c.key}  {c.id}")

@@ -23,7 +23,7 @@ from typing import Any
 
 from imgx import __version__
 from imgx.env import default_cache_dir
-from imgx.errors import ImgxError, RunDirError, TrainingDiverged
+from imgx.errors import ImgxError, RunDirError, SuiteError, TrainingDiverged
 from imgx.results import (
     FORMAT,
     CaseResult,
@@ -315,7 +315,19 @@ def plan(suite_path: str | Path, device: str = "all", filters: list[str] | None 
     selected = select(cases, filters)
     if filters and not selected:  # an empty run would pass in CI: refuse it
         raise _nothing_selected(filters, cases, device)
+    # Weights that cannot be had now would stop the run part-way: refuse it before the first case.
+    absent = [w for c in selected if c.base_id in suite.warnings and not _skipped_here(c)
+              for w in suite.warnings[c.base_id]]
+    if absent:
+        raise SuiteError(list(dict.fromkeys(absent)))
     return suite, selected
+
+
+def _skipped_here(case: Case) -> bool:
+    """A case on a device this machine lacks is skipped, not run: its weights are not needed here."""
+    from imgx.env import device_unavailable_reason
+
+    return device_unavailable_reason(case.device) is not None
 
 
 def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str | None, extra: dict,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,14 @@ from imgx.data import DATASETS
 from imgx.errors import SuiteError
 from imgx.metrics import FEATURE_EXTRACTORS, METRICS
 from imgx.models import MODELS, SCHEDULERS
+from imgx.suite.preflight import (
+    gate_number_message,
+    gate_problem,
+    missing_paths,
+    resolve_paths,
+    suggest_key,
+    weights_warning,
+)
 from imgx.suite.schema import (
     AXIS_TASKS,
     DEVICE_PATTERN,
@@ -42,6 +50,9 @@ class Suite:
     sha256: str
     spec: SuiteSpec
     cases: list[CaseSpec]
+    # Problems that may go away before the run (weights not downloaded yet), by case id: ``imgx validate``
+    # warns (errors with --strict), ``imgx run`` refuses the selected cases' before the first one starts.
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -94,16 +105,23 @@ class _Problems:
         self.path, self.root, self.items = path, root, []
 
     def add(self, loc: tuple | list, message: str, line_loc: tuple | list | None = None) -> None:
+        self.items.append(self.format(loc, message, line_loc))
+
+    def format(self, loc: tuple | list, message: str, line_loc: tuple | list | None = None) -> str:
+        """``FILE:LINE: FIELD.PATH: message``."""
         line = _line_of(self.root, line_loc if line_loc is not None else loc)
         where = f"{self.path}:{line}" if line else str(self.path)
-        self.items.append(f"{where}: {_fmt_path(loc)}: {message}")
+        return f"{where}: {_fmt_path(loc)}: {message}"
 
-    def add_errors(self, prefix: tuple, errors: list[dict]) -> None:
+    def add_errors(self, prefix: tuple, errors: list[dict], model: type | None = None) -> None:
+        """Add pydantic errors under ``prefix``; ``model`` (the class validated there) gives "did you mean"."""
         for e in errors:
             loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
-                msg = "unknown key"
+                msg = "unknown key" + suggest_key(model, loc)
+            elif len(loc) == 2 and loc[0] == "gates" and isinstance(e.get("input"), (int, float)):
+                msg = gate_number_message(str(loc[1]), e["input"])
             elif e["type"] == "missing":
                 msg = "required key is missing"
             elif "input" in e and e["type"] not in ("missing",):
@@ -211,6 +229,12 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
     for name, expr in case.gates.items():
         if not re.match(GATE_PATTERN, str(expr)):
             problems.add(loc + ("gates", name), f"gate {expr!r} is not '<op> <number>' with op one of >= <= > <")
+        elif name in METRICS or name.startswith("latency_ms_"):
+            why = gate_problem(case, name)
+            if why:
+                problems.add(loc + ("gates", name), why)
+    for where, message in missing_paths(case):
+        problems.add(loc + where, message)
     for name, tol in case.regression.items():
         if not re.match(TOLERANCE_PATTERN, str(tol)):
             problems.add(loc + ("regression", name), f"tolerance {tol!r} is not a number or a percentage like 2%")
@@ -283,11 +307,12 @@ def load_suite(path: str | Path) -> Suite:
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as exc:
-        problems.add_errors((), exc.errors())
+        problems.add_errors((), exc.errors(), SuiteSpec)
         raise SuiteError(problems.items) from None
     if "id" in spec.defaults:
         problems.add(("defaults", "id"), "defaults cannot set an id")
     cases: list[CaseSpec] = []
+    warnings: dict[str, list[str]] = {}
     seen: dict[str, int] = {}
     total = 0
     for i, raw in enumerate(spec.cases):
@@ -303,13 +328,17 @@ def load_suite(path: str | Path) -> Suite:
                 # A key that came from defaults is reported where it is written.
                 first = e["loc"][0] if e["loc"] else None
                 prefix = ("defaults",) if first not in raw and first in spec.defaults else loc
-                problems.add_errors(prefix, [e])
+                problems.add_errors(prefix, [e], CaseSpec)
             _check_sweep(merged, None, loc, problems)
             continue
+        resolve_paths(case, path.resolve().parent)
         if case.id in seen:
             problems.add(loc + ("id",), f"duplicate id {case.id!r} (also cases[{seen[case.id]}])")
         seen.setdefault(case.id, i)
         _check_names(case, loc, problems)
+        warning = weights_warning(case) if case.task in TASKS else None
+        if warning:
+            warnings.setdefault(case.id, []).append(problems.format(loc + warning[0], warning[1]))
         points = _check_sweep(merged, case, loc, problems)
         if isinstance(case.device, list):
             points *= max(1, len(case.device))
@@ -320,4 +349,5 @@ def load_suite(path: str | Path) -> Suite:
                                  "(raise max_cases in the suite if you mean it)")
     if problems.items:
         raise SuiteError(problems.items)
-    return Suite(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), spec=spec, cases=cases)
+    return Suite(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), spec=spec, cases=cases,
+                 warnings=warnings)
