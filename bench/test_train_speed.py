@@ -7,15 +7,16 @@ transforms at batch 64. Two readings of it are timed:
 - ``cifar``: torchvision's ``CIFAR10.__getitem__`` path (uint8 array → ``Image.fromarray`` → ``ToTensor`` →
   ``Normalize``), the grayscale input computed from the batch.
 
-Goal: imgx takes at most 0.5x the ``pil`` recipe's time. Every round runs the recipes, their data loading
-alone, and imgx back to back (interleaved, so that drift on a shared machine hits all of them), with the same
-seed, images and epochs; the fastest round of each is compared.
+Goals, both checked in every run: imgx takes at most 0.65x the ``pil`` recipe's time, and at most 1.05x
+the recipe's model steps alone. Every round runs the recipes, their data loading alone, and imgx back to back
+(interleaved, so that drift on a shared machine hits all of them), with the same seed, images and epochs; the
+fastest round of each is compared.
 
 The data loading alone also gives the *floor*: ``(recipe - its data loading) / recipe`` is the ratio a
 harness would reach if loading cost nothing and the model's steps ran exactly as fast as the recipe's. On a
-2-core CPU the floor is 0.40-0.64: the model's convolutions, not the data path, are most of the recipe's
-time. The test therefore checks hard that imgx takes no longer than the recipe's model steps alone (within
-the noise; no data path left), and reports the 0.5 goal as xfail, with the figures, when a run misses it.
+2-core CPU the floor is 0.40-0.64 (bench/RESULTS.md): the model's convolutions, not the data path, are most of
+the recipe's time, so 0.65x is what a harness with no data path left can promise there, and 1.05x the model
+steps says that imgx's own steps are no slower than the recipe's.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from imgx.suite.schema import DataSpec
 from imgx.train.supervised import fit
 
 IMAGES, EPOCHS, BATCH, ROUNDS = 4096, 2, 64, 3
-STEP_TOLERANCE = 1.2
+RATIO_GOAL = 0.65  # of the pil recipe's time
+STEP_TOLERANCE = 1.05  # of the recipe's model steps alone
 NORMALIZE_RGB = transforms.Normalize((0.5,) * 3, (0.5,) * 3)
 
 
@@ -113,7 +115,7 @@ def data():
     return rgb, tensor_to_array(rgb)
 
 
-def test_imgx_training_at_most_half_the_naive_recipe(benchmark, data):
+def test_imgx_training_at_most_0_65x_the_naive_recipe(benchmark, data):
     rgb, arrays = data
     naive = {key: [] for key in ("pil", "pil_data", "cifar", "cifar_data")}
 
@@ -135,10 +137,9 @@ def test_imgx_training_at_most_half_the_naive_recipe(benchmark, data):
     for recipe in ("pil", "cifar"):
         print(f"  {recipe:5s} recipe {best[recipe]:.2f}s (data loading alone {best[f'{recipe}_data']:.2f}s): "
               f"ratio {info[f'{recipe}_ratio']:.3f}, floor {info[f'{recipe}_floor']:.3f}")
-    # Hard check: no data path left. imgx's steps are ~0.7-1.0x the recipe's model steps; 1.2x allows for
-    # the noise of single runs on a shared 2-core machine, while a per-item data path would add 0.5-0.8x.
     model_steps = best["pil"] - best["pil_data"]
-    assert ours <= STEP_TOLERANCE * model_steps, f"imgx {ours:.2f}s vs the recipe's model steps {model_steps:.2f}s"
-    if info["pil_ratio"] > 0.5:  # the goal; missed when the model's steps alone are over half the recipe's time
-        pytest.xfail(f"goal <= 0.5 not met: ratio {info['pil_ratio']:.3f}; the recipe's model steps alone are "
-                     f"{info['pil_floor']:.3f} of its time, a zero-cost data path cannot halve it")
+    ratio, floor = info["pil_ratio"], info["pil_floor"]
+    assert ratio <= RATIO_GOAL, (f"imgx {ours:.2f}s is {ratio:.3f}x the pil recipe's {best['pil']:.2f}s "
+                                 f"(goal <= {RATIO_GOAL}; floor {floor:.3f})")
+    assert ours <= STEP_TOLERANCE * model_steps, (f"imgx {ours:.2f}s vs the recipe's model steps {model_steps:.2f}s "
+                                                  f"(goal <= {STEP_TOLERANCE}x)")

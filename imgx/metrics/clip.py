@@ -7,7 +7,11 @@ Pure functions on embeddings first (:func:`clip_score`, :func:`image_similarity`
 caller reports ``unavailable`` rows with :class:`ClipUnavailable`'s reason, never a number.
 
 Conventions:
-    * ``clip_score`` is torchmetrics' ``CLIPScore``: ``100 * max(cos(image, text), 0)``.
+    * ``clip_score`` is the mean over pairs of ``100 * max(cos(image_i, text_i), 0)``: each pair is clamped
+      before averaging, as in Hessel et al.'s CLIPScore, so one anti-aligned pair counts as 0 instead of
+      cancelling an aligned one, and every pair's score is a row value with a confidence interval. torchmetrics'
+      ``CLIPScore`` clamps the mean instead (``max(mean(100 * cos), 0)``); the two agree when no cosine is
+      negative, which is the usual case for matching captions.
     * ``clip_image_similarity`` is the plain cosine between input and output image embeddings.
     * ``clip_directional_similarity`` (InstructPix2Pix, Brooks et al. 2023, after StyleGAN-NADA) is the cosine
       between the change in image embeddings (output - input) and the change in caption embeddings
@@ -39,7 +43,7 @@ def _normalize(x):
 
 
 def clip_score(image_embeds, text_embeds):
-    """``100 * max(cos, 0)`` per pair.
+    """``100 * max(cos, 0)`` per pair (clamped per pair, then averaged by the caller: see the module notes).
 
     Args:
         image_embeds: ``(N, D)`` image embeddings (any norm).
@@ -113,7 +117,7 @@ class ClipEmbedder:
                 reason = f"CLIP model folder {name!r} cannot be loaded ({first})"
             elif local_only:
                 reason = (f"CLIP weights {name!r} are not in the local Hugging Face cache and {cache_only}; "
-                          f"download them where there is network (huggingface-cli download {name}) or set "
+                          f"download them where there is network (hf download {name}) or set "
                           "metric_options.<metric>.model to a local folder")
             else:
                 reason = f"CLIP weights {name!r} could not be downloaded ({first})"

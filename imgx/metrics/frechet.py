@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["FewSamplesWarning", "FrechetResult", "KernelResult", "RankDeficientWarning", "feature_statistics",
-           "fid_from_features", "frechet_distance", "kid_from_features", "kid_subset_size", "poly_mmd"]
+           "fid_from_features", "frechet_distance", "kid_from_features", "kid_subset_size", "poly_mmd",
+           "KID_MIN_SAMPLES", "KidTooFewSamples"]
 
 
 class RankDeficientWarning(UserWarning):
@@ -191,6 +192,13 @@ def poly_mmd(f_real: np.ndarray, f_fake: np.ndarray, degree: int = 3, gamma: flo
     return float(xx + yy - 2.0 * k_xy.sum() / (m * m))
 
 
+KID_MIN_SAMPLES = 4  # per side: subsets of half (2 of 4) differ; with 3 or fewer every subset is the whole set
+
+
+class KidTooFewSamples(ValueError):
+    """Too few samples for KID subsets that differ: the value would come with a zero, meaningless spread."""
+
+
 def kid_subset_size(n_real: int, n_fake: int, cap: int = 1000) -> int:
     """KID's subset size for the available samples: ``cap`` (torch-fidelity's 1000) when there are plenty,
     otherwise half of the smaller side, so that subsets differ and their spread means something."""
@@ -229,6 +237,7 @@ def kid_from_features(real, fake, *, subsets: int = 100, subset_size: int | None
         subset_size: None adapts it to the sample count (:func:`kid_subset_size`).
 
     Raises:
+        KidTooFewSamples: with fewer than :data:`KID_MIN_SAMPLES` samples on a side and no ``subset_size``.
         ValueError: with fewer than 2 samples on a side, or a subset larger than a side.
     """
     import torch
@@ -239,6 +248,9 @@ def kid_from_features(real, fake, *, subsets: int = 100, subset_size: int | None
         _check_counts("KID", real, fake)
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)
+    if subset_size is None and min(len(real), len(fake)) < KID_MIN_SAMPLES:
+        raise KidTooFewSamples(f"KID needs at least {KID_MIN_SAMPLES} samples per side, so that its subsets "
+                               f"differ and their spread means something; got real={len(real)}, fake={len(fake)}")
     size = kid_subset_size(len(real), len(fake)) if subset_size is None else int(subset_size)
     if not 2 <= size <= min(len(real), len(fake)):
         raise ValueError(f"KID subset size {size} must be between 2 and the smaller sample count "

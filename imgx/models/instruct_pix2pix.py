@@ -61,7 +61,7 @@ def torch_dtype(name: str):
 
 def _missing_message(weights: str, reason: str) -> str:
     return (f"InstructPix2Pix weights {weights!r} are not available: {reason}. Make them available with "
-            f"`huggingface-cli download {weights}` on a machine with network access (then copy the HF cache, "
+            f"`hf download {weights}` on a machine with network access (then copy the HF cache, "
             "or set HF_HOME to it), or point model.weights at a local diffusers folder; use weights: tiny for "
             "a random-weight pipeline that needs no download")
 

@@ -29,7 +29,7 @@ from imgx.metrics.features import (
     build_extractor,
     cache_key,
 )
-from imgx.metrics.frechet import fid_from_features, kid_from_features
+from imgx.metrics.frechet import KidTooFewSamples, fid_from_features, kid_from_features
 from imgx.models.dcgan import DCGAN
 from imgx.results import CaseResult, MetricRow
 from imgx.train.adversarial import fit_gan
@@ -98,6 +98,8 @@ def _score(metric: str, ex: FeatureExtractor, real_feats: np.ndarray, fake_feats
                 extra = (f"subsets={r.subsets} subset_size={r.subset_size} std={r.std:.6g} "
                          "ci=2.5-97.5 percentile of subset estimates")
                 row = MetricRow("kid", r.value, "", reference, r.n_fake, r.ci_low, r.ci_high)
+    except KidTooFewSamples as exc:  # not an error of the model: the case asked for too few samples
+        return MetricRow(metric, None, "", reference, status="unavailable", detail=f"{_describe(ex)}: {exc}"), {}
     except ValueError as exc:
         return MetricRow(metric, None, "", reference, status="failed", detail=f"{_describe(ex)}: {exc}"), {}
     row.ci_low, row.ci_high = (c if c is not None and math.isfinite(c) else None for c in (row.ci_low, row.ci_high))

@@ -100,3 +100,13 @@ def test_pickle_only_clip_folder_is_unavailable(tmp_path):
     torch.save(model.state_dict(), folder / "pytorch_model.bin")  # what an old pickle checkpoint looks like
     with pytest.raises(ClipUnavailable, match="cannot be loaded"):
         ClipEmbedder.load(str(tmp_path / "pickled"))
+
+
+def test_clip_score_clamps_each_pair_before_the_mean():
+    """One aligned and one anti-aligned pair: per-pair clamping gives 50; torchmetrics' max(mean, 0) would give 0."""
+    images = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    texts = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    scores = clip_score(images, texts)
+    assert scores.tolist() == [100.0, 0.0]
+    assert scores.mean().item() == 50.0
+    assert max((100 * torch.nn.functional.cosine_similarity(images, texts)).mean().item(), 0) == 0.0

@@ -72,7 +72,7 @@ def test_missing_hub_weights_offline_is_a_weights_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    with pytest.raises(WeightsError, match="not in the local Hugging Face cache.*huggingface-cli download"):
+    with pytest.raises(WeightsError, match="not in the local Hugging Face cache.*`hf download "):
         resolve_weights("timbrooks/instruct-pix2pix", tmp_path)
 
 
@@ -84,7 +84,7 @@ def test_missing_weights_exit_code_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     suite = edit_suite(tmp_path, model="{name: instruct-pix2pix, weights: nobody/no-such-pipeline}")
     assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--quiet"]) == 2
-    assert "huggingface-cli download nobody/no-such-pipeline" in capsys.readouterr().err
+    assert "hf download nobody/no-such-pipeline" in capsys.readouterr().err
 
 
 def test_not_a_path_nor_hub_id(tmp_path):

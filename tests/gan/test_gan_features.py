@@ -69,7 +69,7 @@ def random_inception(tmp_path_factory):
     The real weights cannot be fetched offline; building the architecture needs a state dict, so its own
     ``load_state_dict`` is skipped once here. Everything after (reading, verifying, loading) is the real path.
     """
-    pytest.importorskip("torch_fidelity")
+    import torch_fidelity  # noqa: F401 - a hard dependency: a broken install fails, never skips
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -101,7 +101,7 @@ def test_inception_loads_weights_and_matches_torchmetrics_features(random_incept
 
 
 def test_inception_unavailable_offline_or_missing(tmp_path, monkeypatch):
-    pytest.importorskip("torch_fidelity")
+    import torch_fidelity  # noqa: F401 - a hard dependency: a broken install fails, never skips
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FeaturesUnavailable,
@@ -112,7 +112,7 @@ def test_inception_unavailable_offline_or_missing(tmp_path, monkeypatch):
 
 
 def test_inception_refuses_pickled_code(tmp_path):
-    pytest.importorskip("torch_fidelity")
+    import torch_fidelity  # noqa: F401 - a hard dependency: a broken install fails, never skips
     path = tmp_path / "evil.pth"
     torch.save({"weights": torch.zeros(1), "hook": os.getcwd}, path)  # a function: not a plain state dict
     with pytest.raises(FeaturesUnavailable, match="not a plain tensor state dict"):

@@ -141,3 +141,22 @@ def test_kid_subset_size_adapts_to_sample_count():
     assert r.subset_size == 20 and r.ci_low < r.ci_high
     with pytest.raises(ValueError, match="subset size"):
         kid_from_features(real, fake, subset_size=41)
+
+
+def test_kid_refuses_fewer_than_its_minimum_per_side():
+    from imgx.metrics.frechet import KID_MIN_SAMPLES, KidTooFewSamples
+
+    real, fake = two_sets(n=10, d=2)
+    with pytest.raises(KidTooFewSamples, match=rf"at least {KID_MIN_SAMPLES} samples per side.*real=3, fake=10"):
+        kid_from_features(real[:3], fake)
+    r = kid_from_features(real[:KID_MIN_SAMPLES], fake[:KID_MIN_SAMPLES], subsets=20)
+    assert r.subset_size == 2 and r.std > 0  # subsets differ: the spread means something
+
+
+def test_kid_below_the_minimum_is_an_unavailable_row():
+    from imgx.metrics.features import FeatureExtractor
+    from imgx.tasks.generate import _score
+
+    real, fake = two_sets(n=10, d=2)
+    row, _ = _score("kid", FeatureExtractor(), real[:3], fake[:3], "", {}, seed=0)
+    assert row.status == "unavailable" and row.value is None and "at least 4 samples per side" in row.detail
