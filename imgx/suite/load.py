@@ -293,6 +293,27 @@ def _check_sweep(case_dict: dict, case: CaseSpec | None, loc: tuple, problems: _
     return points
 
 
+def _check_rest(merged: dict, errors: list[dict], loc: tuple, path: Path, problems: _Problems) -> None:
+    """Report a case's other problems too: drop the fields pydantic refused and check what is left."""
+    rest = copy.deepcopy(merged)
+    rest.pop("sweep", None)
+    for e in errors:
+        where = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+        parent = rest
+        for part in where[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and where:
+            parent.pop(where[-1], None)
+        if where and where[0] == "metrics":  # gates would be judged against a list that is not the suite's
+            rest.pop("gates", None)
+    try:
+        case = CaseSpec.model_validate(rest)
+    except ValidationError:
+        return  # a required field is what was wrong: nothing more can be checked
+    resolve_paths(case, path.resolve().parent)
+    _check_names(case, loc, problems)
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file.
 
@@ -330,6 +351,7 @@ def load_suite(path: str | Path) -> Suite:
                 prefix = ("defaults",) if first not in raw and first in spec.defaults else loc
                 problems.add_errors(prefix, [e], CaseSpec)
             _check_sweep(merged, None, loc, problems)
+            _check_rest(merged, exc.errors(), loc, path, problems)
             continue
         resolve_paths(case, path.resolve().parent)
         if case.id in seen:

@@ -133,3 +133,12 @@ def test_weights_in_the_hf_cache_do_not_warn(tmp_path, monkeypatch):
     suite = write_suite(tmp_path, EDIT.replace("nobody/not-cached-anywhere", "nobody/cached"))
     proc = _cli("validate", suite, env={**__import__("os").environ, "HF_HUB_CACHE": str(hub)})
     assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+
+
+def test_a_structural_error_does_not_hide_the_case_s_other_problems(tmp_path):
+    text = COLORIZE.replace("name: photos, image_size: 16, train: 64, test: 16", "name: folder, path: nowhere")
+    problems = _problems(tmp_path, text + "    train: {epoch: 2}\n    gates: {fid: '<= 1'}\n")
+    assert len(problems) == 3, problems
+    assert any("train.epoch: unknown key; did you mean 'epochs'?" in p for p in problems)
+    assert any("data.path" in p and "no such file or folder" in p for p in problems)
+    assert any("gates.fid" in p for p in problems)
