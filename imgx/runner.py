@@ -395,6 +395,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
             write_manifest(out, suite, argv, started, None, {"planned": len(cases), "num_processes": num_processes})
         ledger = read_ledger(out)
         bar = ctx.progress(total=len(mine), desc=suite.name, unit="case")
+        stopped: str | None = "interrupted"  # Ctrl-C, a storage error: what the done marker says unless we finish
         try:
             for case in mine:
                 bar.set_postfix_str(case.id[:60])
@@ -403,12 +404,13 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
                 bar.update(1)
                 if on_case:
                     on_case(case, record)
+            stopped = None
         except ImgxError as exc:  # bad input found part-way: table what finished, then exit 2
-            aborted = exc
+            aborted, stopped = exc, _reason(exc)
         finally:
             bar.close()
             if many:
-                distributed.mark_done(out, process_index, ran, reused, _reason(aborted) if aborted else None)
+                distributed.mark_done(out, process_index, ran, reused, stopped)
     outcome = distributed.ShardsOutcome()
     if many and process_index == 0 and aborted is None:
         others = {i: shard(cases, i, num_processes) for i in range(1, num_processes)}
