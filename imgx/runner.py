@@ -431,6 +431,9 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
             extra.update(aborted=summary.aborted, unfinished=summary.unfinished)
         finish_run(summary, suite, argv, started, extra, report=report)
     if aborted is not None:
+        where = f"tabled in {out} (the report says why)" if process_index == 0 else f"in the ledger of {out}"
+        log.error("stopped early: %d finished case(s) %s; fix the problem and re-run with the same --out to "
+                  "resume", len(records), where)
         raise aborted
     return summary
 
