@@ -52,17 +52,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
+    from imgx.console import CaseLinePrinter, print_results
     from imgx.distributed import process_info
     from imgx.runner import run_suite
 
     index, count = process_info()
     summary = run_suite(args.suite, args.out, device=args.device, filters=args.filters, quiet=args.quiet,
                         argv=["imgx", *sys.argv[1:]], process_index=index, num_processes=count,
-                        report=not args.no_report)
+                        report=not args.no_report, on_case=CaseLinePrinter())
     if index != 0:
         return summary.exit_code
+    if not args.quiet:
+        print_results(summary)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "no cases"
     print(f"imgx: {summary.out}: {counts} (ran {summary.ran}, reused {summary.reused})")
+    if args.quiet:  # the verdict line only
+        return summary.exit_code
     for r in summary.records:
         if r["status"] == "skipped":
             print(f"  skipped {r['case_id']}: {r['detail']}")

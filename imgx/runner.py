@@ -104,6 +104,7 @@ class RunSummary:
     records: list[dict[str, Any]]
     ran: int = 0
     reused: int = 0
+    reused_ids: list[str] = field(default_factory=list)  # cases taken from the ledger of an earlier run
 
     @property
     def gate_failures(self) -> list[str]:
@@ -338,20 +339,27 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
     started = _now()
     mine = order_for_reuse(shard(cases, process_index, num_processes))
     ran = reused = 0
+    reused_ids: list[str] = []
     lock_dir = out / "locks" if num_processes > 1 else out
     lock_dir.mkdir(exist_ok=True)
     with RunLock(lock_dir) if num_processes == 1 else RunLock(_rank_lock(lock_dir, process_index)):
         if process_index == 0:
             write_manifest(out, suite, argv, started, None, {"planned": len(cases)})
         ledger = read_ledger(out)
-        bar = ctx.progress(total=len(mine), desc=suite.name, unit="case")
-        for case in mine:
-            bar.set_postfix_str(case.id[:60])
-            record, fresh = execute(case, ctx, ledger)
-            ran, reused = ran + fresh, reused + (not fresh)
-            bar.update(1)
-            if on_case:
-                on_case(case, record)
+        from imgx.progress import SuiteBar, logs_through_bars
+
+        bar = SuiteBar(ctx, mine, {c.key for c in mine if ledger.get(c.key, {}).get("status", "skipped") != "skipped"},
+                       suite.name)
+        with logs_through_bars(not bar.bar.disable):
+            for case in mine:
+                bar.start(case)
+                record, fresh = execute(case, ctx, ledger)
+                ran, reused = ran + fresh, reused + (not fresh)
+                if not fresh:
+                    reused_ids.append(case.id)
+                bar.finish(case, fresh)
+                if on_case:
+                    on_case(case, record)
         bar.close()
     if num_processes > 1:
         from imgx.distributed import barrier
@@ -362,7 +370,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
     for case in cases:  # gates are not part of the key: judge reused cases by the suite as it is now
         if case.key in ledger:
             ledger[case.key]["gates"] = evaluate_gates(case, ledger[case.key]["status"], ledger[case.key]["rows"])
-    summary = RunSummary(out=out, records=records, ran=ran, reused=reused)
+    summary = RunSummary(out=out, records=records, ran=ran, reused=reused, reused_ids=reused_ids)
     if process_index == 0:
         finish_run(summary, suite, argv, started, {"planned": len(cases), "num_processes": num_processes},
                    report=report)
@@ -375,6 +383,7 @@ def finish_run(summary: RunSummary, suite, argv: list[str], started: str, extra:
     write_tables(summary.out, summary.records)
     manifest = write_manifest(summary.out, suite, argv, started, _now(),
                               {**extra, "ran": summary.ran, "reused": summary.reused, "counts": summary.counts(),
+                               "reused_cases": summary.reused_ids,
                                "records": summary.records}, machine)
     if report:
         _write_report(summary.out)
