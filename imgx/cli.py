@@ -57,6 +57,10 @@ def _cmd_run(args) -> int:
     from imgx.runner import run_suite
 
     index, count = process_info()
+    if index == 0:
+        from imgx.suite import load_suite
+
+        _print_suite_warnings(load_suite(args.suite))
     summary = run_suite(args.suite, args.out, device=args.device, filters=args.filters, quiet=args.quiet,
                         argv=["imgx", *sys.argv[1:]], process_index=index, num_processes=count,
                         report=not args.no_report, on_case=CaseLinePrinter())
@@ -93,6 +97,7 @@ def _cmd_validate(args) -> int:
             problems.extend(exc.problems())
             continue
         cases = expand(suite)
+        _print_suite_warnings(suite)
         print(f"{path}: ok ({len(suite.cases)} case entries, {len(cases)} cases)")
         if args.list_cases:
             for c in cases:
@@ -100,6 +105,13 @@ def _cmd_validate(args) -> int:
     if problems:
         raise _Many(problems)
     return 0
+
+
+def _print_suite_warnings(suite) -> None:
+    from imgx.suite.lint import suite_warnings
+
+    for line in suite_warnings(suite):
+        print(f"imgx: warning: {line}", file=sys.stderr)
 
 
 def _cmd_list(_args) -> int:

@@ -298,6 +298,7 @@ def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str |
         "format": FORMAT,
         "imgx_version": __version__,
         "git_commit": git_commit(str(Path(__file__).resolve().parent)),
+        "suite_git_commit": git_commit(str(Path(suite.path).resolve().parent)),  # the user's project, if in git
         "suite": suite.name,
         "suite_path": str(suite.path),
         "suite_sha256": suite.sha256,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import pty
 import re
@@ -202,16 +203,19 @@ def test_run_in_a_log_and_in_a_terminal(tmp_path):
     # --quiet: the verdict line only.
     quiet = subprocess.run([*imgx, "--quiet"], capture_output=True, text=True, env=_env(), timeout=300)
     assert quiet.stdout == f"imgx: {out}: 1 ok (ran 0, reused 1)\n" and quiet.stderr == ""
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["reused_cases"] == ["colorizer"] and manifest["reused"] == 1
     # A terminal (resuming): the bar is drawn, log lines go through it, the table is coloured and marks reuse.
     rc, screen = _run_in_pty(imgx, _env(), cols=100)
     assert rc == 0, screen
     assert "\x1b[1mcase" in screen and "\x1b[32mok" in screen
     assert "console: 100%" in screen and "1/1 cases" in screen
     assert "it/s" not in screen and "case/s" not in screen  # no rate from reused work
-    table = [ANSI.sub("", line) for line in screen.splitlines() if ANSI.sub("", line).startswith("colorizer ")]
-    assert table and "reused" in table[-1]
-    assert max(len(line.rstrip("\r")) for line in ANSI.sub("", screen).split("\n") if "worse than" not in line) <= 100
+    lines = [line.split("\r")[-1] for line in ANSI.sub("", screen).replace("\r\n", "\n").split("\n")]
+    table = [line for line in lines if line.startswith(("case ", "colorizer "))]
+    assert len(table) == 2 and "reused" in table[1]
+    assert all(len(line) <= 100 for line in table)
     # NO_COLOR in a terminal: the same table without colour.
     rc, screen = _run_in_pty(imgx, _env(NO_COLOR="1"), cols=100)
     assert rc == 0 and "\x1b[1mcase" not in screen and "\x1b[32m" not in screen
-    assert re.search(r"^case\s+status", screen, re.M)
+    assert re.search(r"^case\s+status", screen.replace("\r", "\n"), re.M)

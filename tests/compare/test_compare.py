@@ -251,3 +251,31 @@ def test_reported_timing_rows_are_gated_only_when_the_suite_names_them(run_facto
     assert _row(named, "train_seconds").verdict == "regression"
     assert _row(named, "latency_ms_denoise").tolerance == "50%"
     assert _row(named, "latency_ms_denoise").verdict == "regression"
+
+
+def test_candidate_run_with_k_reports_the_cases_it_did_not_run_once(run_factory, capsys):
+    base = run_factory("base", [ssim_case(0.85, case_id=f"case{i}") for i in range(6)])
+    cand = run_factory("cand", [ssim_case(0.85, case_id="case0")])
+    comp = compare_runs(base, cand)
+    assert comp.not_run == [f"case{i}" for i in range(1, 6)] and comp.exit_code == 0
+    lines = [w for w in comp.warnings if "not run" in w]
+    assert lines == ["5 baseline cases not run in the candidate (case1, case2, case3 and 2 more): not compared, not "
+                     "a failure (a run selected with -k or --device)"]
+    assert main(["compare", str(base), str(cand), "--out", str(cand / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("not run in the candidate") == 1
+    assert "case4" not in out  # no row per missing case
+
+
+def test_summary_markdown_has_no_html_entities(run_factory, capsys):
+    base = run_factory("base", [ssim_case(0.85, half_width=0.004)])
+    cand = run_factory("cand", [ssim_case(0.70, half_width=0.004)])
+    assert main(["compare", str(base), str(cand), "--out", str(cand / "cmp")]) == 1
+    printed = capsys.readouterr().out
+    summary = (cand / "cmp" / "summary.md").read_text(encoding="utf-8")
+    assert printed.rstrip("\n") == summary.rstrip("\n")
+    assert "0.85 -> 0.7" in summary and "allows >= 0.833" in summary
+    assert "&gt;" not in summary and "&lt;" not in summary and "&amp;" not in summary
+    from imgx.report.compare_report import _md
+
+    assert _md("a <script> | b <= 3") == "a \\<script> \\| b <= 3"  # a tag-like '<' is escaped, not entity-coded
