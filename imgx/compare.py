@@ -4,7 +4,10 @@ A change counts as a regression only when it goes the wrong way (``metric_info(n
 exceeds the tolerance (the suite's ``regression:`` entry, else 2% for quality and 10% for timing/memory
 metrics) AND lies outside the noise: the metric's confidence interval, or the spread across seed points of
 the same case (a ``seed`` sweep axis). Timing metrics compare medians, with a threshold of at least the
-spread seen in the baseline, and only between like machines unless asked (``latency=True``).
+spread seen in the baseline, and only between like machines unless asked (``latency=True``); a timing change
+past the tolerance is ``inconclusive`` rather than a regression when either run's own timings (the samples kept
+beside the median, or its p50/p90) spread by more than the tolerance: on a loaded machine a median moves between
+identical runs by as much as the calls within one run vary.
 
 This module imports no torch; it reads run directories (:func:`imgx.results.load_run`) and baseline files.
 """
