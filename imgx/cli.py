@@ -70,17 +70,16 @@ def _cmd_run(args) -> int:
         print_results(summary)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "no cases"
     print(f"imgx: {summary.out}: {counts} (ran {summary.ran}, reused {summary.reused})")
-    if args.quiet:  # the verdict line only
-        return summary.exit_code
-    for r in summary.records:
-        if r["status"] == "skipped":
-            print(f"  skipped {r['case_id']}: {r['detail']}")
+    if not args.quiet:  # --quiet: the verdict line and, on failure, its reasons
+        for r in summary.records:
+            if r["status"] == "skipped":
+                print(f"  skipped {r['case_id']}: {r['detail']}")
     for line in summary.failed_cases:
         print(f"  FAILED {line}")
     for line in summary.gate_failures:
         print(f"  GATE FAILED {line}")
     report = summary.out / "report.html"
-    if report.exists() and not args.no_report:
+    if report.exists() and not args.no_report and not args.quiet:
         print(f"  report: {report}")
     return summary.exit_code
 

@@ -466,7 +466,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     tw = config.get_terminal_writer()
     for run in state.runs.values():
         records = [run.records[c.key] for c in run.planned if c.key in run.records]
-        if records and config.get_verbosity() >= 0:
+        if records and config.get_verbosity() >= -1:  # -q keeps the table (a CI log wants it); -qq drops it
             terminalreporter.write(results_table(records, color=use_color(isatty=tw.hasmarkup), width=tw.fullwidth,
                                                  reused=run.reused_ids, baseline=state.case_verdicts or None))
     for note in state.notes:

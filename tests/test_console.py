@@ -214,6 +214,9 @@ def test_run_in_a_log_and_in_a_terminal(tmp_path):
     lines = [line.split("\r")[-1] for line in ANSI.sub("", screen).replace("\r\n", "\n").split("\n")]
     table = [line for line in lines if line.startswith(("case ", "colorizer "))]
     assert len(table) == 2 and "reused" in table[1]
+    # Log lines print through the bar: each starts its own line, none is glued to a bar.
+    assert any(line.startswith("imgx: colorizer reused ssim") for line in lines)
+    assert not re.search(r"\][^\r\n]*imgx: ", ANSI.sub("", screen))
     assert all(len(line) <= 100 for line in table)
     # NO_COLOR in a terminal: the same table without colour.
     rc, screen = _run_in_pty(imgx, _env(NO_COLOR="1"), cols=100)
