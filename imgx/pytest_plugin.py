@@ -281,7 +281,6 @@ class SuiteRun:
         finally:
             self.lock.__exit__(None, None, None)
 
-
     def write_comparison(self) -> None:
         """``comparison.json``, ``comparison.html`` and ``summary.md`` in the run directory, from the per-case checks.
 
@@ -458,7 +457,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     state: _State | None = getattr(config, _STATE, None)
-    if state is None or not (state.notes or state.runs):
+    if state is None or not (state.notes or any(run.records for run in state.runs.values())):
         return
     from imgx.console import results_table, use_color
 
