@@ -55,29 +55,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
+    from imgx.console import CaseLinePrinter, print_results
     from imgx.distributed import process_info
     from imgx.runner import run_suite
 
     index, count = process_info()
+    if index == 0:  # absent weights are not warned about here: run_suite refuses them before the first case
+        from imgx.suite import load_suite
+        from imgx.suite.lint import suite_warnings
+
+        for line in suite_warnings(load_suite(args.suite)):
+            print(f"imgx: warning: {line}", file=sys.stderr)
     summary = run_suite(args.suite, args.out, device=args.device, filters=args.filters, quiet=args.quiet,
                         argv=["imgx", *sys.argv[1:]], process_index=index, num_processes=count,
-                        report=not args.no_report)
+                        report=not args.no_report, on_case=CaseLinePrinter())
     if index != 0:
         return summary.exit_code
+    if not args.quiet:
+        print_results(summary)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items())) or "no cases"
     where = f" in {summary.num_processes} processes" if summary.num_processes > 1 else ""
     print(f"imgx: {summary.out}: {counts} (ran {summary.ran}, reused {summary.reused}{where})")
     if summary.aborted:
         print(f"  STOPPED EARLY: {summary.aborted}; re-run with the same --out to resume")
-    for r in summary.records:
-        if r["status"] == "skipped":
-            print(f"  skipped {r['case_id']}: {r['detail']}")
+    if not args.quiet:  # --quiet: the verdict line and, on failure, its reasons
+        for r in summary.records:
+            if r["status"] == "skipped":
+                print(f"  skipped {r['case_id']}: {r['detail']}")
     for line in summary.failed_cases:
         print(f"  FAILED {line}")
     for line in summary.gate_failures:
         print(f"  GATE FAILED {line}")
     report = summary.out / "report.html"
-    if report.exists() and not args.no_report:
+    if report.exists() and not args.no_report and not args.quiet:
         print(f"  report: {report}")
     return summary.exit_code
 
@@ -94,7 +104,7 @@ def _cmd_validate(args) -> int:
             problems.extend(exc.problems())
             continue
         cases = expand(suite)
-        warnings = list(dict.fromkeys(w for ws in suite.warnings.values() for w in ws))
+        warnings = _suite_warnings(suite)
         if args.strict and warnings:
             problems.extend(warnings)
             continue
@@ -108,6 +118,14 @@ def _cmd_validate(args) -> int:
     if problems:
         raise _Many(problems)
     return 0
+
+
+def _suite_warnings(suite) -> list[str]:
+    """Every warning of a valid suite: absent offline weights (from loading) and questionable settings (lint)."""
+    from imgx.suite.lint import suite_warnings
+
+    loaded = (w for ws in suite.warnings.values() for w in ws)
+    return list(dict.fromkeys([*loaded, *suite_warnings(suite)]))
 
 
 def _cmd_list(_args) -> int:

@@ -4,7 +4,10 @@ A change counts as a regression only when it goes the wrong way (``metric_info(n
 exceeds the tolerance (the suite's ``regression:`` entry, else 2% for quality and 10% for timing/memory
 metrics) AND lies outside the noise: the metric's confidence interval, or the spread across seed points of
 the same case (a ``seed`` sweep axis). Timing metrics compare medians, with a threshold of at least the
-spread seen in the baseline, and only between like machines unless asked (``latency=True``).
+spread seen in the baseline, and only between like machines unless asked (``latency=True``); a timing change
+past the tolerance is ``inconclusive`` rather than a regression when either run's own timings (the samples kept
+beside the median, or its p50/p90) spread by more than the tolerance: on a loaded machine a median moves between
+identical runs by as much as the calls within one run vary.
 
 This module imports no torch; it reads run directories (:func:`imgx.results.load_run`) and baseline files.
 """
@@ -23,7 +26,7 @@ from typing import Any
 from imgx.errors import RunDirError
 
 BASELINE_FORMAT = 1
-VERDICTS = ("regression", "improvement", "unchanged", "new", "missing", "not-compared")
+VERDICTS = ("regression", "inconclusive", "improvement", "unchanged", "new", "missing", "not-compared")
 DEFAULT_TOLERANCES = {"quality": "2%", "timing": "10%"}
 # Environment keys that do not describe the machine or the libraries (paths move between checkouts).
 _ENV_IGNORED = {"executable"}
@@ -45,7 +48,9 @@ class MetricComparison:
         change_pct: ``100 * change / |baseline|``, None when undefined.
         tolerance: the tolerance applied, as written (``"2%"``, ``"0.01"``), with ``(default)`` when defaulted.
         direction: ``"higher"`` or ``"lower"`` is better.
-        verdict: one of ``regression, improvement, unchanged, new, missing, not-compared``.
+        verdict: one of ``regression, inconclusive, improvement, unchanged, new, missing, not-compared``
+            (``inconclusive``: a timing change past the tolerance, measured on a machine whose own spread in the
+            candidate run exceeds the tolerance; not a failure).
         detail: one sentence a reader can act on (why this verdict).
         noise: half-width of the noise band on ``change`` (CI or seed spread), None when unknown.
     """
@@ -73,6 +78,27 @@ class MetricComparison:
         """``case_id: metric`` plus ``(vs reference)`` for reference rows."""
         return f"{self.case_id}: {self.metric}" + (f" (vs {self.reference})" if self.reference else "")
 
+    @property
+    def band_pct(self) -> float | None:
+        """The change a verdict needed to exceed (tolerance or noise, the wider), in % of the baseline."""
+        widths = [w for w in (self.threshold, self.noise) if w is not None]
+        if not widths or not self.baseline:
+            return None
+        return 100.0 * max(widths) / abs(self.baseline)
+
+    @property
+    def short(self) -> str:
+        """One line: ``latency_ms_p50 931 -> 1527 ms (+64%, band +-12%)`` (pytest's short summary, logs)."""
+        what = self.metric + (f" (vs {self.reference})" if self.reference else "")
+        if self.baseline is None or self.candidate is None:
+            return f"{what}: {self.detail}"
+        unit = f" {self.unit}" if self.unit else ""
+        parts = [f"{self.change_pct:+.0f}%" if self.change_pct is not None else f"{self.change:+.4g}"]
+        if self.band_pct is not None:
+            parts.append(f"band +-{self.band_pct:.0f}%")
+        text = f"{what} {_fmt(self.baseline)} -> {_fmt(self.candidate)}{unit} ({', '.join(parts)})"
+        return text + (" inconclusive: the machine was noisy" if self.verdict == "inconclusive" else "")
+
 
 @dataclass
 class Comparison:
@@ -86,10 +112,15 @@ class Comparison:
     latency_compared: bool = True
     baseline_info: dict[str, Any] = field(default_factory=dict)  # provenance: suite, sha, imgx version, commit
     candidate_info: dict[str, Any] = field(default_factory=dict)
+    not_run: list[str] = field(default_factory=list)  # baseline cases absent from the candidate run
 
     @property
     def regressions(self) -> list[MetricComparison]:
         return [r for r in self.rows if r.verdict == "regression"]
+
+    @property
+    def inconclusive(self) -> list[MetricComparison]:
+        return [r for r in self.rows if r.verdict == "inconclusive"]
 
     @property
     def improvements(self) -> list[MetricComparison]:
@@ -112,7 +143,19 @@ class Comparison:
         return {"baseline": self.baseline_label, "candidate": self.candidate_label, "exit_code": self.exit_code,
                 "counts": self.counts(), "warnings": self.warnings, "environment_diffs": self.environment_diffs,
                 "latency_compared": self.latency_compared, "baseline_info": self.baseline_info,
-                "candidate_info": self.candidate_info, "rows": [asdict(r) for r in self.rows]}
+                "candidate_info": self.candidate_info, "not_run": self.not_run,
+                "rows": [asdict(r) for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        """Read ``comparison.json`` back (the report shows a run's comparison verdict from it)."""
+        names = set(MetricComparison.__dataclass_fields__)
+        rows = [MetricComparison(**{k: v for k, v in r.items() if k in names}) for r in data.get("rows") or []]
+        return cls(baseline_label=data.get("baseline", ""), candidate_label=data.get("candidate", ""), rows=rows,
+                   warnings=list(data.get("warnings") or []),
+                   environment_diffs=list(data.get("environment_diffs") or []),
+                   latency_compared=data.get("latency_compared", True), baseline_info=data.get("baseline_info") or {},
+                   candidate_info=data.get("candidate_info") or {}, not_run=list(data.get("not_run") or []))
 
 
 # ------------------------------------------------------------------------------------------ measurements
@@ -131,6 +174,8 @@ class Measurement:
     spread: float | None = None  # std across seed points (of the group this value belongs to)
     n_seeds: int = 1  # how many seed points were averaged into ``value``
     derived_half_width: float | None = None  # a median's 95% half-width estimated from p50/p90 (timing rows)
+    samples: list[float] = field(default_factory=list)  # raw timings behind a latency median, when recorded
+    own_spread: float | None = None  # half the p10-p90 range of the timings themselves (how noisy the machine was)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +198,10 @@ class Measurement:
             info.update(ci_low=self.ci_low, ci_high=self.ci_high)
         elif self.derived_half_width is not None:
             info.update(half_width=self.derived_half_width)
+        if self.own_spread is not None:
+            info.update(timing_spread=self.own_spread)
+        if self.samples:
+            info.update(samples=len(self.samples))
         return info or None
 
 
@@ -212,7 +261,7 @@ def _info(metric: str):
 def _measurement(row: dict[str, Any]) -> Measurement:
     return Measurement(value=row.get("value"), unit=row.get("unit") or "", status=row.get("status") or "ok",
                        detail=row.get("detail") or "", n=row.get("n"), ci_low=row.get("ci_low"),
-                       ci_high=row.get("ci_high"))
+                       ci_high=row.get("ci_high"), samples=[float(x) for x in row.get("samples") or []])
 
 
 def median_half_width(p50: float, p90: float, n: int) -> float:
@@ -225,11 +274,38 @@ def median_half_width(p50: float, p90: float, n: int) -> float:
     return 1.9167 * max(p90 - p50, 0.0) / math.sqrt(max(n, 1))
 
 
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolation quantile (NumPy's default), without NumPy."""
+    x = sorted(values)
+    pos = (len(x) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(x) - 1)
+    return x[lo] + (x[hi] - x[lo]) * (pos - lo)
+
+
+def timing_spread(samples: list[float]) -> float:
+    """How noisy a set of timings is: half their p10-p90 range (for normal timings about 1.28 sigma)."""
+    if len(samples) < 2:
+        return 0.0
+    return (_quantile(samples, 0.9) - _quantile(samples, 0.1)) / 2
+
+
 def _add_latency_noise(metrics: dict[tuple[str, str], Measurement]) -> None:
-    """Give ``latency_ms_p50`` a noise band from its sibling ``latency_ms_p90`` when it has no CI."""
+    """Give ``latency_ms_p50`` its noise: the median's band and the timings' own spread.
+
+    From the recorded samples when the row has them; else from the sibling ``latency_ms_p90`` (p90 - p50 stands in
+    for half the p10-p90 range, exact for symmetric timings).
+    """
     p50, p90 = metrics.get(("latency_ms_p50", "")), metrics.get(("latency_ms_p90", ""))
-    if p50 and p90 and p50.ok and p90.ok and p50.ci_low is None and p50.n:
+    if not (p50 and p50.ok) or p50.ci_low is not None:
+        return
+    if len(p50.samples) >= 2:
+        p50.derived_half_width = median_half_width(_quantile(p50.samples, 0.5), _quantile(p50.samples, 0.9),
+                                                   len(p50.samples))
+        p50.own_spread = timing_spread(p50.samples)
+    elif p90 and p90.ok and p50.n:
         p50.derived_half_width = median_half_width(p50.value, p90.value, p50.n)
+        p50.own_spread = max(p90.value - p50.value, 0.0)
 
 
 def _entry_from_record(record: dict[str, Any]) -> CaseEntry:
@@ -530,6 +606,19 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
         row.detail = (f"{metric} {_fmt(b.value)} -> {_fmt(c.value)} ({pct_text}); {info.direction} is better, "
                       f"tolerance {tol_text}{spread_note} allows {'>=' if info.higher_is_better else '<='} "
                       f"{_fmt(bound)}{noise_text}")
+    if timing and row.verdict in ("regression", "improvement"):
+        # Timings that vary by more than the tolerance within one run cannot tell a change of that size from the
+        # machine's load (which also moves a median between runs): say so instead of failing CI on noise.
+        tol_abs = abs(b.value) * tol / 100.0 if pct else tol
+        noisy = [(side, m) for side, m in (("candidate", c), ("baseline", b))
+                 if m.own_spread is not None and m.own_spread > tol_abs]
+        if noisy:
+            side, m = noisy[0]
+            spread_pct = f" ({100 * m.own_spread / abs(m.value):.0f}%)" if m.value else ""
+            row.detail = (f"inconclusive: the machine was noisy: {pct_text} would count as {row.verdict}, but the "
+                          f"{side}'s own timings spread +-{_fmt(m.own_spread)} {row.unit}{spread_pct} (half the "
+                          f"p10-p90 range), more than the tolerance {tol_text}; re-run on a quieter machine to judge")
+            row.verdict = "inconclusive"
     if reference and row.verdict in ("regression", "improvement"):
         # A reference row (e.g. the grayscale copy) measures the data, not the model: it moving is a warning.
         row.detail = f"reference moved ({row.verdict}): {row.detail}; the data or reference changed"
@@ -537,6 +626,25 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
     if timing and c.ci_high is not None and b.ci_high is not None:
         row.detail += f"; spread: baseline [{_fmt(b.ci_low)}, {_fmt(b.ci_high)}], " \
                       f"candidate [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] {row.unit}"
+    return row
+
+
+def judge_remeasure(row: MetricComparison, first: float | None) -> MetricComparison:
+    """A timing regression confirmed by a re-measure, unless the two measurements disagree by more than the tolerance.
+
+    ``first`` is the candidate value of the first measurement, ``row`` the comparison of the second. When the
+    machine moved the same case's median by more than the tolerance between two back-to-back measurements, the
+    change is not attributable to the code: the verdict becomes ``inconclusive``.
+    """
+    if row.verdict != "regression" or first is None or row.candidate is None or row.baseline is None:
+        return row
+    tol, pct = parse_tolerance(row.tolerance.split()[0])
+    tol_abs = abs(row.baseline) * tol / 100.0 if pct else tol
+    if abs(row.candidate - first) > tol_abs:
+        row.detail = (f"inconclusive: the machine was noisy: the re-measure gave {_fmt(row.candidate)} {row.unit} "
+                      f"after {_fmt(first)} {row.unit}, a difference beyond the tolerance {row.tolerance}; "
+                      f"{row.detail}")
+        row.verdict = "inconclusive"
     return row
 
 
@@ -573,7 +681,7 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
             latency_ok, reason = False, f"different devices ({b.device} -> {c.device})"
         keys = list(dict.fromkeys([*(b.metrics if b else {}), *(c.metrics if c else {})]))
         if c is None and b is not None:
-            comp.warnings.append(f"{case_id}: in the baseline but not in the candidate run")
+            comp.not_run.append(case_id)
         for metric, reference in keys:
             tol, defaulted = _tolerance_for(metric, tolerances.get(base_id), c.regression if c else None,
                                             b.regression if b else None)
@@ -590,7 +698,20 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
         if c is not None and c.status == "failed" and not keys:
             comp.rows.append(MetricComparison(case_id, "(case)", "", None, None, None, None, "", "", "regression",
                                               f"candidate failed: {c.detail}"))
+    line = not_run_line(comp.not_run)
+    if line:
+        comp.warnings.append(line)
     return comp
+
+
+def not_run_line(case_ids: list[str], shown: int = 3) -> str:
+    """One line for the baseline cases a candidate did not run (``-k``, ``--device``), however many they are."""
+    if not case_ids:
+        return ""
+    listed = ", ".join(case_ids[:shown]) + (f" and {len(case_ids) - shown} more" if len(case_ids) > shown else "")
+    n = len(case_ids)
+    return (f"{n} baseline case{'s' if n != 1 else ''} not run in the candidate ({listed}): not compared, not a "
+            "failure (a run selected with -k or --device)")
 
 
 def compare_runs(baseline: str | Path | Snapshot, candidate: str | Path | Snapshot, *,
@@ -626,7 +747,8 @@ def baseline_data(run_dir: str | Path) -> dict[str, Any]:
             "detail": _short(rec.get("detail")),
             "regression": rec.get("regression") or tolerances.get(rec.get("base_id"), {}),
             "metrics": [{**{k: r.get(k) for k in ("metric", "reference", "value", "unit", "n", "ci_low", "ci_high",
-                                                  "status")}, "detail": _short(r.get("detail"))}
+                                                  "status")}, "detail": _short(r.get("detail")),
+                         **({"samples": r["samples"]} if r.get("samples") else {})}
                         for r in rec.get("rows", [])],
         }
     snap = group_snapshot(snapshot_from_records(str(run_dir), manifest, records))

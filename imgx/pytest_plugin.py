@@ -224,6 +224,11 @@ class SuiteRun:
         self.ledger: dict[str, dict[str, Any]] = {}
         self.started = ""
         self.ran = self.reused = 0
+        self.reused_ids: list[str] = []
+        # with --imgx-baseline: each case's final comparison rows, for comparison.json/html and summary.md
+        self.comparison_rows: list = []
+        self.comparison_warnings: list[str] = []
+        self.comparison_env: tuple[list[str], bool] = ([], True)
         self.environment: dict[str, Any] = {}
 
     def start(self) -> None:
@@ -251,8 +256,11 @@ class SuiteRun:
         if self.ctx is None:
             self.start()
         record, ran = execute(case, self.ctx, self.ledger, fresh=fresh)
-        self.ran += ran
-        self.reused += not ran
+        if case.key not in self.records:  # a re-measure is the same test: count each case once
+            self.ran += ran
+            self.reused += not ran
+            if not ran:
+                self.reused_ids.append(case.id)
         self.records[case.key] = record
         return record
 
@@ -261,14 +269,45 @@ class SuiteRun:
         from imgx.runner import RunSummary, finish_run
 
         try:
+            if self.state.baseline is not None:
+                self.write_comparison()
             records = [self.records[c.key] for c in self.planned if c.key in self.records]
-            summary = RunSummary(out=self.out, records=records, ran=self.ran, reused=self.reused)
+            summary = RunSummary(out=self.out, records=records, ran=self.ran, reused=self.reused,
+                                 reused_ids=self.reused_ids)
             manifest = finish_run(summary, self.suite, self._argv, self.started,
                                   {"planned": len(self.planned), "num_processes": 1, "runner": "pytest"},
                                   report=report, machine=self.state.machine_info())
             self.environment = manifest["environment"]
         finally:
             self.lock.__exit__(None, None, None)
+
+    def write_comparison(self) -> None:
+        """``comparison.json``, ``comparison.html`` and ``summary.md`` in the run directory, from the per-case checks.
+
+        Written before the report, which shows the verdict. Baseline cases this session did not select are one line.
+        """
+        from imgx.compare import Comparison, not_run_line
+        from imgx.report.compare_report import write_comparison
+        from imgx.results import atomic_write_json
+
+        base = self.state.baseline
+        selected = {c.id for c in self.planned}
+        not_run = [cid for cid in base.cases if cid not in selected]
+        diffs, latency = self.comparison_env
+        comp = Comparison(baseline_label=base.label, candidate_label=str(self.out), rows=list(self.comparison_rows),
+                          warnings=list(self.comparison_warnings), environment_diffs=diffs, latency_compared=latency,
+                          baseline_info=base.info, not_run=not_run,
+                          candidate_info={"suite": self.suite.name, "suite_path": str(self.suite.path),
+                                          "suite_sha256": self.suite.sha256, "started": self.started})
+        if not_run:
+            comp.warnings.append(not_run_line(not_run))
+        atomic_write_json(self.out / "comparison.json", comp.to_dict())
+        baseline_dir = Path(self.state.baseline_path) if Path(self.state.baseline_path).is_dir() else None
+        html, md = write_comparison(comp, self.out, baseline_dir, self.out)
+        verdict = f"{len(comp.regressions)} regression(s)" if comp.regressions else "no regression"
+        if comp.inconclusive:
+            verdict += f", {len(comp.inconclusive)} inconclusive (noisy machine)"
+        self.state.notes.append(f"{self.suite.name}: baseline {base.label}: {verdict}; {html}, {md}")
 
 
 class _State:
@@ -278,6 +317,7 @@ class _State:
         self.config = config
         self.runs: dict[Path, SuiteRun] = {}
         self.notes: list[str] = []
+        self.case_verdicts: dict[str, str] = {}  # case id -> worst baseline verdict (the end-of-session table)
         self._machine: dict[str, Any] | None = None
         self._baseline = None
         opt = config.getoption
@@ -336,16 +376,34 @@ class _State:
         comp = self._compare(item, run, record)
         if comp is None:
             return []
+        from imgx.compare import judge_remeasure
+
         timing = [r for r in comp.regressions if r.timing]
         if timing and len(timing) == len(comp.regressions):
             first = "; ".join(f"{r.metric} {r.change_pct:+.1f}%" for r in timing if r.change_pct is not None)
+            first_values = {(r.metric, r.reference): r.candidate for r in timing}
             record = run.run(item.case, fresh=True)
             item._record_properties(record, run)
             comp = self._compare(item, run, record)
-            for r in comp.regressions:
-                if r.timing:
+            for r in comp.rows:
+                if r.timing and r.verdict == "regression":
+                    judge_remeasure(r, first_values.get((r.metric, r.reference)))
                     r.detail += f" (re-measured once; first measurement: {first})"
-        return [f"regression: {r.label}: {r.detail}" for r in comp.regressions]
+        self.keep_comparison(item, comp)
+        # The first line is what pytest's short summary shows: the change and its band, the metric named once.
+        return [f"{r.short}\nregression: {r.case_id}: {r.detail}" for r in comp.regressions]
+
+    def keep_comparison(self, item: CaseItem, comp) -> None:
+        """Keep a case's final comparison rows for the session's comparison files and the end-of-session table."""
+        from imgx.compare import VERDICTS
+
+        run = self.run_for(item)
+        run.comparison_rows = [r for r in run.comparison_rows if r.case_id != item.case.id] + list(comp.rows)
+        run.comparison_warnings += [w for w in comp.warnings if w not in run.comparison_warnings]
+        run.comparison_env = (comp.environment_diffs, comp.latency_compared)
+        present = {r.verdict for r in comp.rows}
+        worst = next((v for v in VERDICTS if v in present and v not in ("not-compared",)), "unchanged")
+        self.case_verdicts[item.case.id] = worst
 
     def _compare(self, item: CaseItem, run: SuiteRun, record: dict[str, Any]):
         from imgx.compare import Snapshot, compare_snapshots, snapshot_from_records
@@ -354,6 +412,7 @@ class _State:
         entry = base.cases.get(item.case.id)
         if entry is None:
             item.user_properties.append(("imgx_baseline", "new case (not in the baseline)"))
+            self.case_verdicts[item.case.id] = "new"
             return None
         b = Snapshot(base.label, base.info, base.environment, {entry.case_id: entry})
         c = snapshot_from_records(str(run.out), {"environment": run.environment}, [record])
@@ -398,9 +457,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     state: _State | None = getattr(config, _STATE, None)
-    if state is None or not state.notes:
+    if state is None or not (state.notes or any(run.records for run in state.runs.values())):
         return
+    from imgx.console import results_table, use_color
+
     terminalreporter.section("imgx")
+    tw = config.get_terminal_writer()
+    for run in state.runs.values():
+        records = [run.records[c.key] for c in run.planned if c.key in run.records]
+        if records and config.get_verbosity() >= -1:  # -q keeps the table (a CI log wants it); -qq drops it
+            terminalreporter.write(results_table(records, color=use_color(isatty=tw.hasmarkup), width=tw.fullwidth,
+                                                 reused=run.reused_ids, baseline=state.case_verdicts or None))
     for note in state.notes:
         terminalreporter.write_line(note)
 

@@ -36,6 +36,7 @@ class MetricRow:
     ci_high: float | None = None
     status: str = "ok"
     detail: str = ""
+    samples: list[float] | None = None  # the raw timings behind a latency median (ledger only, not results.csv)
 
     def __post_init__(self):
         for bound in ("ci_low", "ci_high"):  # no interval (n < 2) is None, not NaN
@@ -117,6 +118,14 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _row_dict(row: MetricRow) -> dict[str, Any]:
+    """A ledger row; ``samples`` only where a row has them (latency medians), so other rows stay as they were."""
+    out = asdict(row)
+    if out.get("samples") is None:
+        out.pop("samples", None)
+    return out
+
+
 def case_record(case, result: CaseResult, started: float, ended: float, gates: list[dict]) -> dict[str, Any]:
     """The ledger record of one finished case (``cases/<key>.json``), JSON-safe."""
     return json_safe({
@@ -138,7 +147,7 @@ def case_record(case, result: CaseResult, started: float, ended: float, gates: l
         "started": started,
         "ended": ended,
         "seconds": round(ended - started, 3),
-        "rows": [asdict(r) for r in result.rows],
+        "rows": [_row_dict(r) for r in result.rows],
         "gates": gates,
         "history": result.history,
         "outputs": result.outputs,
@@ -205,7 +214,7 @@ def result_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not rec["rows"]:
             rows.append({**common, "metric": "", "value": None, "status": rec["status"], "detail": rec["detail"]})
         for r in rec["rows"]:
-            rows.append({**common, **r})
+            rows.append({**common, **{k: v for k, v in r.items() if k != "samples"}})
     return rows
 
 

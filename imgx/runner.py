@@ -108,6 +108,7 @@ class RunSummary:
     num_processes: int = 1
     aborted: str | None = None  # why the run stopped before every case was done (exit 2 or 1 follows)
     unfinished: list[str] = field(default_factory=list)  # case ids left for a resume
+    reused_ids: list[str] = field(default_factory=list)  # cases taken from the ledger of an earlier run
 
     @property
     def gate_failures(self) -> list[str]:
@@ -343,6 +344,7 @@ def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str |
         "format": FORMAT,
         "imgx_version": __version__,
         "git_commit": git_commit(str(Path(__file__).resolve().parent)),
+        "suite_git_commit": git_commit(str(Path(suite.path).resolve().parent)),  # the user's project, if in git
         "suite": suite.name,
         "suite_path": str(suite.path),
         "suite_sha256": suite.sha256,
@@ -385,6 +387,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
     started = _now()
     mine = order_for_reuse(shard(cases, process_index, num_processes))
     ran = reused = 0
+    reused_ids: list[str] = []
     aborted: ImgxError | None = None
     many = num_processes > 1
     lock = RunLock(distributed.rank_dir(out, process_index), wait=5.0) if many else RunLock(out)
@@ -394,16 +397,22 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
         if process_index == 0:
             write_manifest(out, suite, argv, started, None, {"planned": len(cases), "num_processes": num_processes})
         ledger = read_ledger(out)
-        bar = ctx.progress(total=len(mine), desc=suite.name, unit="case")
+        from imgx.progress import SuiteBar, logs_through_bars
+
+        bar = SuiteBar(ctx, mine, {c.key for c in mine if ledger.get(c.key, {}).get("status", "skipped") != "skipped"},
+                       suite.name)
         stopped: str | None = "interrupted"  # Ctrl-C, a storage error: what the done marker says unless we finish
         try:
-            for case in mine:
-                bar.set_postfix_str(case.id[:60])
-                record, fresh = execute(case, ctx, ledger)
-                ran, reused = ran + fresh, reused + (not fresh)
-                bar.update(1)
-                if on_case:
-                    on_case(case, record)
+            with logs_through_bars(not bar.bar.disable):
+                for case in mine:
+                    bar.start(case)
+                    record, fresh = execute(case, ctx, ledger)
+                    ran, reused = ran + fresh, reused + (not fresh)
+                    if not fresh:
+                        reused_ids.append(case.id)
+                    bar.finish(case, fresh)
+                    if on_case:
+                        on_case(case, record)
             stopped = None
         except ImgxError as exc:  # bad input found part-way: table what finished, then exit 2
             aborted, stopped = exc, _reason(exc)
@@ -422,7 +431,8 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
             ledger[case.key]["gates"] = evaluate_gates(case, ledger[case.key]["status"], ledger[case.key]["rows"])
     summary = RunSummary(out=out, records=records, ran=ran + outcome.ran, reused=reused + outcome.reused,
                          num_processes=num_processes, unfinished=outcome.unfinished,
-                         aborted=_reason(aborted) if aborted else "; ".join(outcome.stopped) or None)
+                         aborted=_reason(aborted) if aborted else "; ".join(outcome.stopped) or None,
+                         reused_ids=reused_ids)
     if aborted is not None:
         summary.unfinished = [c.id for c in cases if c.key not in ledger]
     if process_index == 0:
@@ -448,6 +458,7 @@ def finish_run(summary: RunSummary, suite, argv: list[str], started: str, extra:
     write_tables(summary.out, summary.records)
     manifest = write_manifest(summary.out, suite, argv, started, _now(),
                               {**extra, "ran": summary.ran, "reused": summary.reused, "counts": summary.counts(),
+                               "reused_cases": summary.reused_ids,
                                "records": summary.records}, machine)
     if report:
         _write_report(summary.out)

@@ -242,7 +242,9 @@ def rows_from_samples(samples_ms: list[float], *, device: str, images_per_call: 
     """
     n = len(samples_ms)
     detail = f"{n} timed calls after warm-up on {device}"
-    rows = [MetricRow("latency_ms_p50", percentile(samples_ms, 50), "ms", n=n, detail=detail),
+    # The samples travel with the median: a comparison judges a change against the spread of both runs.
+    rows = [MetricRow("latency_ms_p50", percentile(samples_ms, 50), "ms", n=n, detail=detail,
+                      samples=[round(float(x), 4) for x in samples_ms]),
             MetricRow("latency_ms_p90", percentile(samples_ms, 90), "ms", n=n, detail=detail)]
     total_s = sum(samples_ms) / 1000.0
     if total_s > 0:

@@ -254,7 +254,8 @@ def _load(spec, device: str, cache_dir: Path, key: tuple) -> LoadedPipeline:
     if in_channels != 8:
         raise WeightsError(f"{folder}: the UNet takes {in_channels} input channels; an InstructPix2Pix UNet takes 8 "
                            "(noise latents + image latents). Is this a text-to-image Stable Diffusion folder?")
-    pipe = pipe.to(device)
+    # float16 on CPU: `imgx validate` and `imgx run` warn once per case entry; diffusers would warn per module.
+    pipe = pipe.to(device, silence_dtype_warnings=True)
     pipe.set_progress_bar_config(disable=True)
     info.update(dtype=spec.dtype, device=device, safety_checker=bool(spec.safety_checker), variant=spec.variant,
                 pipeline=type(pipe).__name__)

@@ -8,6 +8,7 @@ Objects are used by attribute (duck typing), so any object with the documented f
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from imgx.report.tables import STATUS_CSS, Table, fmt_value
 
 log = logging.getLogger("imgx")
 
-VERDICT_ORDER = ("regression", "missing", "improvement", "new", "not-compared", "unchanged")
+VERDICT_ORDER = ("regression", "inconclusive", "missing", "improvement", "new", "not-compared", "unchanged")
 MAX_PAIRS = 48  # output image pairs shown side by side
 MAX_ARTIFACT_CASES = 12
 PAIR_SIDE = 256
@@ -177,10 +178,17 @@ def comparison_context(comparison: Any, baseline_dir: Path | None, candidate_dir
 
 
 # --------------------------------------------------------------------------------------------- markdown
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
 def _md(text: Any) -> str:
-    """A Markdown table cell: one line, pipes escaped, no raw HTML."""
+    """A Markdown table cell: one line, pipes escaped, no raw HTML.
+
+    Backslash escapes, not HTML entities: the text is printed to terminals and logs as well (``0.85 -> 0.81``,
+    not ``-&gt;``). Only a ``<`` that could open a tag needs one (``<= 0.8`` is plain text to GitHub).
+    """
     s = " ".join(str("" if text is None else text).split())
-    return s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return _TAG_START.sub(r"\\<", s.replace("\\", "\\\\").replace("|", "\\|"))
 
 
 def _md_code(text: Any) -> str:
@@ -208,6 +216,8 @@ def summary_markdown(comparison: Any) -> str:
     by = {v: [r for r in rows if getattr(r, "verdict", "") == v] for v in VERDICT_ORDER}
     regress = by["regression"]
     head = f"❌ {len(regress)} regression{'s' if len(regress) != 1 else ''}" if regress else "✅ no regression"
+    if by["inconclusive"]:
+        head += f", ⚠️ {len(by['inconclusive'])} inconclusive (noisy machine)"
     lines = [f"## imgx compare: {head}", "",
              f"baseline {_md_code(getattr(comparison, 'baseline_label', ''))} → candidate "
              f"{_md_code(getattr(comparison, 'candidate_label', ''))}", "",
@@ -216,6 +226,14 @@ def summary_markdown(comparison: Any) -> str:
         lines += ["> Latency and memory were not compared: the machines differ (use `--latency` to force).", ""]
     if regress:
         lines += ["### Regressions", "", *_md_rows(regress), ""]
+    if by["inconclusive"]:
+        lines += ["### Inconclusive: the machine was noisy", "",
+                  "Timing changes past the tolerance, measured while the candidate's own timings varied by more than "
+                  "the tolerance. Not a failure; re-run on a quieter machine to judge.", "",
+                  *_md_rows(by["inconclusive"]), ""]
+    not_run = set(getattr(comparison, "not_run", []) or [])
+    # Cases the candidate did not run are one warning line, not one row per metric.
+    by["missing"] = [r for r in by["missing"] if getattr(r, "case_id", "") not in not_run]
     for verdict, title in (("missing", "Missing in the candidate"), ("improvement", "Improvements"),
                            ("new", "New in the candidate")):
         if by[verdict]:

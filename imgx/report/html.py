@@ -540,6 +540,36 @@ def where_line(env: dict[str, Any]) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def baseline_verdict(out: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """This run's comparison verdict, from ``comparison.json`` (the pytest plugin's) or ``compare/`` (imgx compare).
+
+    A comparison made against an earlier state of the run directory (another ``started``) is ignored with a note.
+    """
+    import json
+
+    from imgx.compare import Comparison
+    from imgx.report.compare_report import rows_table
+
+    for path in (out / "comparison.json", out / "compare" / "comparison.json"):
+        if not path.is_file():
+            continue
+        try:
+            comp = Comparison.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            return {"stale": f"{path.name} cannot be read ({exc})"}
+        started = comp.candidate_info.get("started")
+        if started and manifest.get("started") and started != manifest.get("started"):
+            return {"stale": f"{path.relative_to(out)} compares an earlier state of this run directory "
+                             f"(started {started}); run the comparison again"}
+        shown = comp.regressions + comp.inconclusive
+        return {"path": str(path.relative_to(out)), "baseline": comp.baseline_label, "counts": comp.counts(),
+                "regressions": len(comp.regressions), "inconclusive": len(comp.inconclusive),
+                "table": rows_table(shown, "regressions and inconclusive timings, with the band that judged them",
+                                    "baseline-verdicts.csv") if shown else None,
+                "warnings": comp.warnings, "not_run": len(comp.not_run)}
+    return None
+
+
 def _download(name: str, text: str) -> dict[str, str]:
     return {"name": name, "uri": csv_data_uri(text),
             "size": f"{len(text.encode()) / 1024:.1f} KiB"}
@@ -570,6 +600,9 @@ def build_context(out: Path) -> dict[str, Any]:
     gates_failed = sum(1 for r in records for g in r.get("gates") or [] if g.get("passed") is False)
     gates_passed = sum(1 for r in records for g in r.get("gates") or [] if g.get("passed") is True)
     verdict = "fail" if gates_failed or counts.get("failed") else ("pass" if records else "empty")
+    baseline = baseline_verdict(out, manifest)
+    if baseline and baseline.get("regressions"):
+        verdict = "fail"
 
     sections: list[TaskSection] = []
     tasks = list(dict.fromkeys(r.get("task", "") for r in records))
@@ -614,6 +647,8 @@ def build_context(out: Path) -> dict[str, Any]:
         "gates_failed": gates_failed,
         "gates_passed": gates_passed,
         "verdict": verdict,
+        "baseline": baseline,
+        "reused_cases": manifest.get("reused_cases") or [],
         "problems": problems_table(records),
         "sections": sections,
         "results": all_results,

@@ -139,4 +139,4 @@ def _status_css(cols: list[str], row: dict[str, Any]) -> dict[int, str]:
 
 STATUS_CSS = {"ok": "ok", "true": "ok", "passed": "ok", "improvement": "ok", "unavailable": "warn",
               "skipped": "muted", "failed": "bad", "false": "bad", "regression": "bad", "missing": "warn",
-              "new": "muted", "not-compared": "muted", "unchanged": ""}
+              "new": "muted", "not-compared": "muted", "unchanged": "", "inconclusive": "warn"}

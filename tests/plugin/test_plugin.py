@@ -118,11 +118,24 @@ def test_baseline_update_check_and_regression(pytester):
             old = row["value"]
             row["value"], row["ci_low"], row["ci_high"] = old + 0.3, row["ci_low"] + 0.3, row["ci_high"] + 0.3
     (pytester.path / "better.json").write_text(json.dumps(baseline))
-    third = pytester.runpytest("tiny.yaml", "--imgx-out", "run3", "--imgx-no-report", "--imgx-baseline",
-                               "better.json")
+    third = pytester.runpytest("tiny.yaml", "--imgx-out", "run3", "--imgx-baseline", "better.json")
     third.assert_outcomes(failed=1)
-    third.stdout.fnmatch_lines(["*regression: colorizer: ssim: ssim * -> *; higher is better, tolerance 2% (default)"
+    third.stdout.fnmatch_lines(["regression: colorizer: ssim * -> *; higher is better, tolerance 2% (default)"
                                 " allows >= *"])
+    third.stdout.fnmatch_lines(["FAILED tiny.yaml::colorizer - ssim 0.* -> 0.* (-*%, band +-*%)"])
+    # The verdict reaches every artefact: comparison files beside the run, the report's badge and summary.
+    run3 = pytester.path / "run3"
+    summary = (run3 / "summary.md").read_text()
+    assert summary.startswith("## imgx compare: ❌ 1 regression") and "&gt;" not in summary and "->" in summary
+    assert (run3 / "comparison.html").exists()
+    assert json.loads((run3 / "comparison.json").read_text())["counts"]["regression"] == 1
+    report = (run3 / "report.html").read_text()
+    assert '<span class="verdict fail">FAIL</span>' in report and "1 regression vs baseline" in report
+    assert "Baseline comparison" in report and "tolerance 2% (default)" in report
+    third.stdout.fnmatch_lines(["tiny: baseline better.json: 1 regression(s); run3/comparison.html, run3/summary.md"])
+    # The end-of-session table shows the case with its baseline verdict.
+    third.stdout.fnmatch_lines(["*imgx*", "case * status * time * metric * value * gray-copy * baseline",
+                                "colorizer * ok * mse * regression"])
 
 
 def test_missing_baseline_file_is_a_usage_error(pytester):
@@ -179,8 +192,11 @@ def test_latency_regression_is_re_measured_once(pytester, scripted_latency):
     script[:] = [13.0, 13.0]
     slow = pytester.runpytest(*opts, "--imgx-out", "c1", "--imgx-baseline", "base.json")
     slow.assert_outcomes(failed=1)
-    slow.stdout.fnmatch_lines(["*regression: colorizer: latency_ms_p50: * 10 -> 13 (+30.00%)*"
+    slow.stdout.fnmatch_lines(["regression: colorizer: latency_ms_p50 10 -> 13 (+30.00%)*"
                                "(re-measured once; first measurement: latency_ms_p50 +30.0%)"])
+    # The short summary line carries the reason, the metric named once; the final line counts the test once.
+    slow.stdout.fnmatch_lines(["FAILED tiny.yaml::colorizer - latency_ms_p50 10 -> 13 ms (+30%, band +-10%)"])
+    slow.stdout.fnmatch_lines(["tiny: run directory c1 (1 ran, 0 reused)"])
     assert len(calls) == 2
     # Slow once, then back to normal: a blip, not a regression.
     calls.clear()
@@ -188,6 +204,15 @@ def test_latency_regression_is_re_measured_once(pytester, scripted_latency):
     blip = pytester.runpytest(*opts, "--imgx-out", "c2", "--imgx-baseline", "base.json")
     blip.assert_outcomes(passed=1)
     assert len(calls) == 2
+    # Slow twice, but the two measurements disagree by more than the tolerance: the machine was noisy.
+    calls.clear()
+    script[:] = [13.0, 19.0]
+    noisy = pytester.runpytest(*opts, "--imgx-out", "c3", "--imgx-baseline", "base.json")
+    noisy.assert_outcomes(passed=1)
+    assert len(calls) == 2
+    summary = (pytester.path / "c3" / "summary.md").read_text()
+    assert "1 inconclusive (noisy machine)" in summary and "re-measure gave 19 ms after 13 ms" in summary
+    noisy.stdout.fnmatch_lines(["tiny: baseline base.json: no regression, 1 inconclusive (noisy machine); *"])
 
 
 def test_warnings_in_a_case_are_reported_not_raised_and_bad_input_fails_cleanly(pytester, scripted_latency):
