@@ -62,11 +62,10 @@ def test_a_nan_names_the_epoch_and_the_step(model):
     a, b = _data(ca=3 if model == "cyclegan" else 1)
     a[5] = float("nan")  # one corrupt input poisons the batch it falls in
     torch.manual_seed(0)
+    net = Pix2Pix(1, 3, 16, depth=4, width=4) if model == "pix2pix" else CycleGAN(3, 3, 16, width=4, blocks=1)
+    fit = fit_pix2pix if model == "pix2pix" else fit_cyclegan
     with pytest.raises(TrainingDiverged) as info:
-        if model == "pix2pix":
-            fit_pix2pix(Pix2Pix(1, 3, 16, depth=4, width=4), a, b, epochs=2, batch_size=2, lr=2e-4, seed=7)
-        else:
-            fit_cyclegan(CycleGAN(3, 3, 16, width=4, blocks=1), a, b, epochs=2, batch_size=2, lr=2e-4, seed=7)
+        fit(net, a, b, epochs=2, batch_size=2, lr=2e-4, seed=7)
     expected = _step_of(5, 8, 2, 7)
     assert (info.value.epoch, info.value.step) == (1, expected) and math.isnan(info.value.loss)
     assert f"epoch 1, step {expected}" in str(info.value)

@@ -37,7 +37,8 @@ def _problems(tmp_path, text: str) -> tuple[str, list[str]]:
 
 
 BAD = [
-    (PIX2PIX.replace("pair: edges", "pair: edgse"), 6, "cases[0].data.pair: unknown pair 'edgse'; did you mean 'edges'?"),
+    (PIX2PIX.replace("pair: edges", "pair: edgse"), 6,
+     "cases[0].data.pair: unknown pair 'edgse'; did you mean 'edges'?"),
     (CYCLEGAN.replace("style: sepia", "style: sepai"), 6,
      "cases[0].data.style: unknown style 'sepai'; did you mean 'sepia'?"),
     (PIX2PIX.replace("image_size: 32", "image_size: 48"), 6,
@@ -48,7 +49,8 @@ BAD = [
     (CYCLEGAN + "    sweep: {loss: [l1, gan]}\n", 8, "cases[0].sweep.loss: sweep axis 'loss': model 'cyclegan' takes "
                                                     "no option 'loss'"),
     (PIX2PIX + "    sweep: {loss: [l1, l2]}\n", 9, "cases[0].sweep.loss[1]: Input should be 'l1', 'gan' or 'l1+gan'"),
-    (PIX2PIX + "    sweep: {image_size: [32, 40]}\n", 9, "cases[0].sweep.image_size[1]: image_size 40 cannot be halved"),
+    (PIX2PIX + "    sweep: {image_size: [32, 40]}\n", 9,
+     "cases[0].sweep.image_size[1]: image_size 40 cannot be halved"),
     (CYCLEGAN.replace("cyclegan}", "pix2pix}"), 6, "model 'pix2pix' trains on pairs; data set 'photo-styles' is "
                                                    "unpaired"),
     (PIX2PIX.replace("pair: edges, ", ""), 6, "cases[0].data.pair: data set 'photo-pairs' needs a pair"),
@@ -87,7 +89,8 @@ def test_folder_pairs_with_unmatched_names_exit_2_naming_the_files(tmp_path):
 def test_folder_pairs_matched_by_name_validate(tmp_path):
     root = tmp_path / "pairs"
     _pairs(root, ["cat.png", "dog.png"], ["cat.jpg", "dog.png"])
-    text = PIX2PIX.replace("{name: photo-pairs, pair: edges, image_size: 32}", f"{{name: folder-pairs, path: '{root}'}}")
+    text = PIX2PIX.replace("{name: photo-pairs, pair: edges, image_size: 32}",
+                           f"{{name: folder-pairs, path: '{root}'}}")
     assert expand(load_suite(write_suite(tmp_path, text)))
 
 
