@@ -18,6 +18,7 @@ seed: 0
 defaults:
   task: translate
   train: {epochs: 3, batch_size: 16, lr: 1.0e-3}
+  cpu_threads: 1   # small convolutions: one thread is as fast, and immune to a busy machine's oversubscription
 cases:
   - id: p2p-gray
     model: {name: pix2pix, width: 8}
