@@ -27,7 +27,7 @@ defaults:
 cases:
   - id: cyc
     model: {name: cyclegan, width: 8, blocks: 1}
-    data: {name: photo-styles, style: sepia, image_size: 32, train: 256, test: 96}
+    data: {name: photo-styles, style: sketch, image_size: 32, train: 256, test: 96}
     train: {epochs: CYC_EPOCHS, batch_size: 8, lr: 1.0e-3}
     metrics: [fid, kid, target_mse, target_ssim]
   - id: p2p
