@@ -108,7 +108,9 @@ def run(case, ctx) -> CaseResult:
     train = dict(epochs=spec.train.epochs, batch_size=spec.train.batch_size, lr=spec.train.lr, seed=case.seed,
                  device=case.device, on_epoch=on_epoch, progress=ctx.progress)
     if cyclegan:
-        history = fit_cyclegan(model, train_a, train_b, **train)
+        # The identity loss feeds B to G_AB: it needs A and B to have the same channels (the reference code's rule).
+        identity_weight = 0.5 if train_a.shape[1] == cb else 0.0
+        history = fit_cyclegan(model, train_a, train_b, lambda_identity=identity_weight, **train)
         per_epoch = max(len(train_a), len(train_b)) // min(spec.train.batch_size, len(train_a), len(train_b))
         images = per_epoch * min(spec.train.batch_size, len(train_a), len(train_b)) * spec.train.epochs
     else:
@@ -153,16 +155,17 @@ def run(case, ctx) -> CaseResult:
         artifacts={"grid": final, "grid_rows": ["input A", "A->B (trained here)", "target B" if paired else
                                                 "true B (hidden)", "untrained"],
                    "samples_per_epoch": epoch_grids},
-        info={"data": data["info"], "model": _model_info(spec, model), "trained": "trained here, from scratch, "
-              f"on {spec.data.name} for {spec.train.epochs} epochs", "torch_threads": torch.get_num_threads(),
-              "train_images": len(train_a), "paired": paired},
+        info={"data": data["info"], "model": _model_info(spec, model, train_a.shape[1] == cb),
+              "trained": f"trained here, from scratch, on {spec.data.name} for {spec.train.epochs} epochs",
+              "torch_threads": torch.get_num_threads(), "train_images": len(train_a), "paired": paired},
     )
 
 
-def _model_info(spec, model) -> dict[str, Any]:
+def _model_info(spec, model, same_channels: bool) -> dict[str, Any]:
     if spec.model.name == "cyclegan":
         return {"generators": "ResNet", "parameters_per_generator": sum(p.numel() for p in model.g_ab.parameters()),
-                "discriminator_patch_layers": model.d_a.layers, "lambda_cycle": 10.0, "lambda_identity": 0.5,
+                "discriminator_patch_layers": model.d_a.layers, "lambda_cycle": 10.0,
+                "lambda_identity": 0.5 if same_channels else "0 (A and B differ in channels)",
                 "pool": 50, "gan_loss": "least squares"}
     return {"generator": "U-Net", "parameters": sum(p.numel() for p in model.generator.parameters()),
             "discriminator_patch_layers": model.discriminator.layers, "loss": model.loss,

@@ -41,6 +41,11 @@ cases:
     data: {name: photo-styles, style: sepia, image_size: 16, train: 32, test: 16}
     train: {epochs: 2, batch_size: 8, lr: 1.0e-3}
     metrics: [target_mse, target_ssim, mse]
+  - id: cyc-gray-pairs   # CycleGAN ignores the pairing; 1 -> 3 channels: no identity loss
+    model: {name: cyclegan, width: 4, blocks: 1}
+    data: {name: photo-pairs, pair: gray, image_size: 16, train: 32, test: 16}
+    train: {epochs: 1, batch_size: 8}
+    metrics: [mse]
 """
 
 
@@ -87,6 +92,9 @@ def test_cyclegan_scores_against_the_hidden_truth_with_cycle_errors_both_ways(sh
         assert v[(name, "")] >= 0 and (name, "untrained") in v and (name, "identity") not in v
     assert {r["status"] for r in rec["rows"] if r["metric"] == "mse"} == {"unavailable"}  # no pairs: no mse
     assert {"cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "g_gan"} <= set(rec["history"][0])
+    gray = records["cyc-gray-pairs"]
+    assert {("mse", ref) for ref in ("", "identity", "untrained")} <= set(_values(gray))
+    assert gray["history"][0]["identity_loss"] == 0 and "differ in channels" in gray["info"]["model"]["lambda_identity"]
 
 
 def test_rows_history_grids_and_the_report_section(short_run):
