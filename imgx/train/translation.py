@@ -45,7 +45,7 @@ def fit_pix2pix(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
     ``lambda_l1 * L1(G(input), target)`` and/or the non-saturating GAN loss, as ``model.loss`` says.
 
     Returns:
-        Rows ``{"epoch", "g_loss", "g_gan", "g_l1", "d_loss", "seconds", ...}`` (means over the epoch; terms the
+        Rows ``{"epoch", "g_loss", "gan_loss", "l1_loss", "d_loss", "seconds", ...}`` (means over the epoch; terms the
         loss does not use are ``None``); ``on_epoch(epoch)``'s dict is merged into the row.
     """
     gen_net, disc = model.generator, model.discriminator
@@ -62,7 +62,7 @@ def fit_pix2pix(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
     for epoch in _epochs(epochs, progress):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=rng).to(device)
-        sums = {"g_loss": 0.0, "g_gan": 0.0, "g_l1": 0.0, "d_loss": 0.0}
+        sums = {"g_loss": 0.0, "gan_loss": 0.0, "l1_loss": 0.0, "d_loss": 0.0}
         for step in range(steps):
             idx = order[step * bs:(step + 1) * bs]
             a, b = x[idx], y[idx]
@@ -81,11 +81,11 @@ def fit_pix2pix(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
             g_loss = torch.zeros((), device=device)
             if use_gan:
                 logits = disc(torch.cat([a, fake], 1))
-                losses["g_gan"] = bce(logits, torch.ones_like(logits))
-                g_loss = g_loss + losses["g_gan"]
+                losses["gan_loss"] = bce(logits, torch.ones_like(logits))
+                g_loss = g_loss + losses["gan_loss"]
             if use_l1:
-                losses["g_l1"] = nn.functional.l1_loss(fake, b)
-                g_loss = g_loss + model.lambda_l1 * losses["g_l1"]
+                losses["l1_loss"] = nn.functional.l1_loss(fake, b)
+                g_loss = g_loss + model.lambda_l1 * losses["l1_loss"]
             losses["g_loss"] = g_loss
             values = _check(epoch, step, **losses)  # before the step: a NaN never reaches the weights
             g_loss.backward()
@@ -142,7 +142,7 @@ def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tenso
     (least squares, halved). An epoch is ``max(len(A), len(B)) // batch_size`` steps.
 
     Returns:
-        Rows ``{"epoch", "g_loss", "g_gan", "cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "seconds"}``.
+        Rows ``{"epoch", "g_loss", "gan_loss", "cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "seconds"}``.
     """
     model.to(device).train()
     xa, xb = domain_a.to(device), domain_b.to(device)
@@ -175,7 +175,7 @@ def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tenso
             cycle = l1(model.g_ba(fake_b), a) + l1(model.g_ab(fake_a), b)
             identity = l1(model.g_ab(b), b) + l1(model.g_ba(a), a) if lambda_identity > 0 else torch.zeros(())
             g_loss = g_gan + lambda_cycle * cycle + lambda_identity * lambda_cycle * identity
-            values = _check(epoch, step, g_loss=g_loss, g_gan=g_gan, cycle_loss=cycle, identity_loss=identity)
+            values = _check(epoch, step, g_loss=g_loss, gan_loss=g_gan, cycle_loss=cycle, identity_loss=identity)
             g_loss.backward()
             opt_g.step()
             for d in (model.d_a, model.d_b):

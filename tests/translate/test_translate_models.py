@@ -40,7 +40,7 @@ def test_pix2pix_loop_is_seeded_and_records_the_loss_terms_it_uses(loss):
     first, again = runs
     assert [r["extra"] for r in first] == [1, 2]
     assert [r["g_loss"] for r in first] == [r["g_loss"] for r in again]
-    assert (first[0]["d_loss"] is None) == (loss == "l1") and (first[0]["g_l1"] is None) == (loss == "gan")
+    assert (first[0]["d_loss"] is None) == (loss == "l1") and (first[0]["l1_loss"] is None) == (loss == "gan")
 
 
 def test_cyclegan_loop_records_cycle_identity_and_both_discriminators():
@@ -48,7 +48,7 @@ def test_cyclegan_loop_records_cycle_identity_and_both_discriminators():
     _, b = _data(seed=1)
     torch.manual_seed(0)
     h = fit_cyclegan(CycleGAN(3, 3, 16, width=4, blocks=1), a, b, epochs=1, batch_size=4, lr=2e-4, seed=0)
-    assert {"g_loss", "g_gan", "cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "seconds"} <= set(h[0])
+    assert {"g_loss", "gan_loss", "cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "seconds"} <= set(h[0])
     assert all(math.isfinite(h[0][k]) for k in ("cycle_loss", "d_a_loss"))
 
 

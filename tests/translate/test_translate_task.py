@@ -91,7 +91,7 @@ def test_cyclegan_scores_against_the_hidden_truth_with_cycle_errors_both_ways(sh
     for name in ("cycle_mse_aba", "cycle_mse_bab"):
         assert v[(name, "")] >= 0 and (name, "untrained") in v and (name, "identity") not in v
     assert {r["status"] for r in rec["rows"] if r["metric"] == "mse"} == {"unavailable"}  # no pairs: no mse
-    assert {"cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "g_gan"} <= set(rec["history"][0])
+    assert {"cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "gan_loss"} <= set(rec["history"][0])
     gray = records["cyc-gray-pairs"]
     assert {("mse", ref) for ref in ("", "identity", "untrained")} <= set(_values(gray))
     assert gray["history"][0]["identity_loss"] == 0 and "differ in channels" in gray["info"]["model"]["lambda_identity"]
@@ -101,7 +101,7 @@ def test_rows_history_grids_and_the_report_section(short_run):
     out, records = short_run
     rec = records["p2p-gray"]
     assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
-    assert {"g_loss", "g_l1", "g_gan", "d_loss"} <= set(rec["history"][0])
+    assert {"g_loss", "l1_loss", "gan_loss", "d_loss"} <= set(rec["history"][0])
     assert len(rec["artifacts"]["samples_per_epoch"]) == 3
     assert all((out / p).is_file() for p in rec["artifacts"]["samples_per_epoch"])
     v = _values(rec)
