@@ -20,6 +20,27 @@ DATASETS.register("folder", "imgx.data.folder:load", tasks={"colorize", "generat
 DATASETS.register("edit-csv", "imgx.data.folder:load_edit_csv", tasks={"edit"},
                   options={"image_size", "count", "path"},
                   help="a CSV of image path, instruction and optional input/output captions")
+DATASETS.register("photo-pairs", "imgx.data.photo_pairs:load", tasks={"translate", "colorize"},
+                  options={"image_size", "train", "test", "test_photos", "photos", "pair"},
+                  help="paired crops of the embedded photos: pair edges, gray or blur -> photo (exact targets)")
+DATASETS.register("photo-styles", "imgx.data.photo_styles:load", tasks={"translate"}, paired=False,
+                  options={"image_size", "train", "test", "test_photos", "photos", "style", "direction"},
+                  help="unpaired photo crops (A) and styled crops of other photos (B); the true B of each test A known")
+DATASETS.register("folder-pairs", "imgx.data.folder_pairs:load", tasks={"translate"},
+                  options={"image_size", "train", "test", "path"},
+                  help="a user's own pairs: path/a/NAME and path/b/NAME, paired by file name")
+
+# The input of each photo-pairs pair: a known function of the photo crop, (N, H, W, 3) uint8 -> uint8.
+PAIRS = Registry("pair")
+PAIRS.register("edges", "imgx.data.photo_pairs:edges", help="Canny edges (sigma 1), black on white -> photo")
+PAIRS.register("gray", "imgx.data.photo_pairs:gray", help="grayscale (ITU-R 601 luma) -> colour photo")
+PAIRS.register("blur", "imgx.data.photo_pairs:blur", help="Gaussian blur (sigma 1.5) -> sharp photo")
+
+# The styles of photo-styles' domain B, each a known function of a photo crop.
+STYLES = Registry("style")
+STYLES.register("sepia", "imgx.data.photo_styles:sepia", help="the classic sepia colour matrix")
+STYLES.register("sketch", "imgx.data.photo_styles:sketch", help="pencil sketch: gray dodged by its blurred negative")
+STYLES.register("winter", "imgx.data.photo_styles:winter", help="cold, washed out: desaturated, blue-shifted, lifted")
 
 
 def fingerprint(spec) -> str:
@@ -33,7 +54,8 @@ def fingerprint(spec) -> str:
     from importlib import metadata
 
     h = hashlib.sha256(spec.name.encode())
-    package = {"photos": "scikit-image", "digits": "scikit-learn"}.get(spec.name)
+    package = {"photos": "scikit-image", "digits": "scikit-learn", "photo-pairs": "scikit-image",
+               "photo-styles": "scikit-image"}.get(spec.name)
     if package:
         h.update(metadata.version(package).encode())
     for where in (spec.root, spec.path):

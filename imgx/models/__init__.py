@@ -15,6 +15,12 @@ MODELS.register("dcgan", "imgx.models.dcgan:DCGAN", task="generate", options={"l
 MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline", task="edit",
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
                 help="diffusers StableDiffusionInstructPix2PixPipeline: hub id, local folder or 'tiny'")
+MODELS.register("pix2pix", "imgx.models.pix2pix:Pix2Pix", task="translate",
+                options={"loss", "lambda_l1", "depth", "width"}, needs_pairs=True, halvings=("depth", 5),
+                help="U-Net generator + conditional PatchGAN; loss l1, gan or l1+gan (lambda_l1 100), Adam betas 0.5")
+MODELS.register("cyclegan", "imgx.models.cyclegan:CycleGAN", task="translate", options={"width", "blocks"},
+                needs_pairs=False, halvings=(None, 2),
+                help="two ResNet generators, two PatchGANs; LSGAN, cycle 10, identity 0.5, image pool 50")
 
 SCHEDULERS = Registry("scheduler")
 for _name, _cls in {

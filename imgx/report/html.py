@@ -30,12 +30,13 @@ from imgx.report.tables import STATUS_CSS, Table, csv_data_uri, fmt_value, from_
 
 log = logging.getLogger("imgx")
 
-TASK_TITLES = {"colorize": "Colorizer", "generate": "GAN", "edit": "InstructPix2Pix"}
+TASK_TITLES = {"colorize": "Colorizer", "generate": "GAN", "edit": "InstructPix2Pix",
+               "translate": "Image-to-image translation (pix2pix, CycleGAN)"}
 OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
 QUALITY_PREFERENCE = ("clip_directional_similarity", "clip_score", "clip_image_similarity", "ssim", "psnr")
 STAGE_ORDER = ("text_encode", "image_encode", "denoise", "vae_decode")
 NOT_STAGES = {"latency_ms_p50", "latency_ms_p90"}
-FLOORS = ("gray-copy", "untrained")  # references a useful model must beat
+FLOORS = ("gray-copy", "untrained", "identity")  # references a useful model must beat
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -489,6 +490,49 @@ def edit_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embed
     return blocks
 
 
+# ------------------------------------------------------------------------------------- translate blocks
+TRANSLATE_METRICS = ("mse", "psnr", "ssim", "target_mse", "target_ssim", "fid", "kid", "cycle_mse_aba",
+                     "cycle_mse_bab")
+TRANSLATE_REFERENCES = ("", "identity", "untrained")
+
+
+def _translate_table(title: str, recs: list[dict[str, Any]], metrics: list[str], first: list[tuple[str, Any]],
+                     filename: str) -> Table:
+    cols = [c for c, _ in first] + [f"{m} ({ref})" if ref else m for m in metrics for ref in TRANSLATE_REFERENCES]
+    table = Table(title, cols, filename=filename)
+    for r in recs:
+        values = [get(r) for _, get in first]
+        values += [value_of(r, m, ref) for m in metrics for ref in TRANSLATE_REFERENCES]
+        table.add(values, titles={0: r.get("detail") or ""})
+    return table
+
+
+def translate_blocks(recs: list[dict[str, Any]]) -> list[Block]:
+    """pix2pix's loss ablation (per loss: MSE, SSIM, FID, side by side) and every translate case vs references."""
+    blocks: list[Block] = []
+    present = [m for m in TRANSLATE_METRICS if any(value_of(r, m, ref) is not None for r in recs
+                                                   for ref in TRANSLATE_REFERENCES)]
+    for base in dict.fromkeys(r.get("base_id") for r in recs if "loss" in (r.get("params") or {})):
+        group = [r for r in recs if r.get("base_id") == base]
+        metrics = [m for m in ("mse", "ssim", "fid", "target_mse", "target_ssim") if m in present]
+        table = _translate_table("loss ablation", group, metrics,
+                                 [("loss", lambda r: (r.get("params") or {}).get("loss")),
+                                  ("status", lambda r: r.get("status"))], f"translate-ablation-{base}.csv")
+        blocks.append(Block(f"Loss ablation: {base}", table=table,
+                            note="The shape of the pix2pix paper's loss ablation: one row per loss, trained here "
+                                 "from scratch with everything else equal. Lower MSE and FID, higher SSIM are "
+                                 "better; FID in efficientnet-lite0 features is not comparable to Inception FID."))
+    table = _translate_table("all translate cases", recs, present,
+                             [("case_id", lambda r: r["case_id"]), ("model", lambda r: r.get("model")),
+                              ("status", lambda r: r.get("status")),
+                              ("train img/s", lambda r: value_of(r, "train_images_per_second"))],
+                             "translate-cases.csv")
+    blocks.append(Block("All translate cases against identity and untrained", table=table,
+                        note="Each metric beside its two references: identity (the input copied through) and "
+                             "untrained (the generator before training). All models trained here."))
+    return blocks
+
+
 # --------------------------------------------------------------------------------------------- summary
 def gate_table(records: list[dict[str, Any]]) -> Table:
     """Every gate of every case: metric, bound, value, passed."""
@@ -617,6 +661,12 @@ def build_context(out: Path) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - a broken plot must not cost the rest of the report
                 log.warning("report: edit section failed: %s: %s", type(exc).__name__, exc)
                 section.blocks = [Block("Edit plots", warn=f"could not draw: {type(exc).__name__}: {exc}")]
+        if task == "translate":
+            try:
+                section.blocks = translate_blocks(recs)
+            except Exception as exc:  # noqa: BLE001 - a broken table must not cost the rest of the report
+                log.warning("report: translate section failed: %s: %s", type(exc).__name__, exc)
+                section.blocks = [Block("Translation tables", warn=f"could not build: {type(exc).__name__}: {exc}")]
         for r in recs:
             section.panels.append(case_panel(r, embedder, index))
             index += 1

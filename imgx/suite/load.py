@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from imgx.data import DATASETS
+from imgx.data import DATASETS, PAIRS, STYLES
 from imgx.errors import SuiteError
 from imgx.metrics import FEATURE_EXTRACTORS, METRICS
 from imgx.models import MODELS, SCHEDULERS
@@ -197,8 +197,9 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
                                                  f"(it feeds {', '.join(sorted(meta['tasks']))})")
         for key in sorted(case.data.model_fields_set - {"name"} - meta["options"]):
             problems.add(loc + ("data", key), f"data set {case.data.name!r} takes no option {key!r}")
-        if case.data.name in ("folder", "edit-csv") and not case.data.path:
+        if case.data.name in ("folder", "edit-csv", "folder-pairs") and not case.data.path:
             problems.add(loc + ("data", "path"), f"data set {case.data.name!r} needs a path")
+        _check_pairs(case, loc, problems)
     for i, metric in enumerate(case.metrics):
         if metric not in METRICS:
             problems.add(loc + ("metrics", i), METRICS.suggest(metric))
@@ -251,6 +252,54 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
             problems.add(where, f"unknown device {dev!r}; use cpu, cuda or cuda:N")
 
 
+def _check_pairs(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
+    """Paired and unpaired data (pair, style, a/ and b/ names) and the translation models' needs."""
+    data = case.data
+    if data.name == "photo-pairs":
+        if not data.pair:
+            problems.add(loc + ("data", "pair"), f"data set 'photo-pairs' needs a pair ({', '.join(PAIRS)})",
+                         line_loc=loc + ("data",))
+        elif data.pair not in PAIRS:
+            problems.add(loc + ("data", "pair"), PAIRS.suggest(data.pair))
+        elif case.task == "colorize" and data.pair != "gray":
+            problems.add(loc + ("data", "pair"), f"colorize reads photo-pairs only with pair: gray, not {data.pair!r}")
+    if data.name == "photo-styles":
+        if not data.style:
+            problems.add(loc + ("data", "style"), f"data set 'photo-styles' needs a style ({', '.join(STYLES)})",
+                         line_loc=loc + ("data",))
+        elif data.style not in STYLES:
+            problems.add(loc + ("data", "style"), STYLES.suggest(data.style))
+    if data.name == "folder-pairs" and data.path:
+        from imgx.data.folder_pairs import pair_problems
+
+        for message in pair_problems(data.path):
+            problems.add(loc + ("data", "path"), message)
+    if case.model.name not in MODELS or MODELS.meta(case.model.name)["task"] != "translate":
+        return
+    meta = MODELS.meta(case.model.name)
+    if meta.get("needs_pairs") and data.name in DATASETS and DATASETS.meta(data.name).get("paired") is False:
+        problems.add(loc + ("data", "name"), f"model {case.model.name!r} trains on pairs; data set {data.name!r} is "
+                                             "unpaired (use cyclegan, or photo-pairs / folder-pairs)")
+    size_problem = _size_problem(case)
+    if size_problem:
+        problems.add(loc + ("data", "image_size"), size_problem, line_loc=loc + ("data",))
+
+
+def _size_problem(case: CaseSpec) -> str | None:
+    """Why the image size cannot go through the model's halvings (U-Net depth, CycleGAN's two), or None."""
+    meta = MODELS.meta(case.model.name) if case.model.name in MODELS else {}
+    if "halvings" not in meta:
+        return None
+    option, default = meta["halvings"]
+    halvings = (getattr(case.model, option) if option else None) or default
+    size = case.data.image_size or 32
+    if size % 2**halvings:
+        what = f"depth {halvings}" if option else f"{halvings} halvings"
+        return (f"image_size {size} cannot be halved cleanly by {case.model.name}'s {what}: use a multiple of "
+                f"{2**halvings}" + (f" or a smaller {option}" if option else ""))
+    return None
+
+
 def _check_sweep(case_dict: dict, case: CaseSpec | None, loc: tuple, problems: _Problems) -> int:
     """Validate every sweep value in place of its field; returns the number of points (0 when invalid)."""
     sweep = case_dict.get("sweep") or {}
@@ -286,6 +335,13 @@ def _check_sweep(case_dict: dict, case: CaseSpec | None, loc: tuple, problems: _
                 for e in exc.errors():
                     problems.add(aloc + (j,), f"{e['msg']} (got {value!r})")
                 continue
+            target = SWEEP_AXES[axis]
+            if target[0] == "model" and case.model.name in MODELS and case.task == "translate" \
+                    and target[1] not in MODELS.meta(case.model.name)["options"]:
+                problems.add(aloc, f"sweep axis {axis!r}: model {case.model.name!r} takes no option {target[1]!r}")
+                break
+            if axis == "image_size" and _size_problem(checked):
+                problems.add(aloc + (j,), _size_problem(checked))
             if axis == "scheduler" and value not in SCHEDULERS:
                 problems.add(aloc + (j,), SCHEDULERS.suggest(value))
             if axis == "device" and not re.match(DEVICE_PATTERN, str(checked.device)):

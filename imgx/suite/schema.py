@@ -30,6 +30,11 @@ class ModelSpec(_Strict):
     attention: Literal["sdpa", "math"] = "sdpa"
     compile: bool = False
     channels_last: bool = False
+    loss: Literal["l1", "gan", "l1+gan"] | None = None
+    lambda_l1: float | None = Field(None, ge=0, le=10_000)
+    depth: int | None = Field(None, ge=1, le=8)
+    width: int | None = Field(None, ge=1, le=512)
+    blocks: int | None = Field(None, ge=0, le=32)
 
 
 class DataSpec(_Strict):
@@ -45,6 +50,9 @@ class DataSpec(_Strict):
     download: bool = False
     photos: list[str] | None = None
     test_photos: list[str] | None = None
+    pair: str | None = None
+    style: str | None = None
+    direction: Literal["ab", "ba"] | None = None
 
 
 class TrainSpec(_Strict):
@@ -118,6 +126,8 @@ SWEEP_AXES: dict[str, tuple[str, ...]] = {
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"),
+    "loss": ("model", "loss"),
+    "lambda_l1": ("model", "lambda_l1"),
 }
 # Axes that only make sense for some tasks.
 AXIS_TASKS: dict[str, set[str]] = {
@@ -129,9 +139,11 @@ AXIS_TASKS: dict[str, set[str]] = {
     "compile": {"edit"},
     "channels_last": {"edit"},
     "latent_dim": {"generate"},
-    "epochs": {"colorize", "generate"},
-    "batch_size": {"colorize", "generate"},
-    "lr": {"colorize", "generate"},
+    "epochs": {"colorize", "generate", "translate"},
+    "batch_size": {"colorize", "generate", "translate"},
+    "lr": {"colorize", "generate", "translate"},
+    "loss": {"translate"},
+    "lambda_l1": {"translate"},
 }
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
 GATE_PATTERN = r"^\s*(>=|<=|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$"

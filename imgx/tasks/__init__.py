@@ -6,3 +6,5 @@ TASKS = Registry("task")
 TASKS.register("colorize", "imgx.tasks.colorize:run", help="train a grayscale-to-colour model, score the test split")
 TASKS.register("generate", "imgx.tasks.generate:run", help="train a GAN from noise, score samples with FID/KID")
 TASKS.register("edit", "imgx.tasks.edit:run", help="text-guided editing with a diffusion pipeline, swept")
+TASKS.register("translate", "imgx.tasks.translate:run",
+               help="train pix2pix (paired) or CycleGAN (unpaired) to fixed epochs, score A->B vs identity/untrained")
