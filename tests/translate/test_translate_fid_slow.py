@@ -28,12 +28,12 @@ defaults:
 cases:
   - id: cyc
     model: {name: cyclegan, width: 8, blocks: 1}
-    data: {name: photo-styles, style: sketch, image_size: 32, train: 256, test: 96}
+    data: {name: photo-styles, style: sketch, image_size: 32, train: 256, test: 64}
     train: {epochs: CYC_EPOCHS, batch_size: 8, lr: 1.0e-3}
     metrics: [fid, kid, target_mse, target_ssim]
   - id: p2p
     model: {name: pix2pix, width: 8}
-    data: {name: photo-pairs, pair: gray, image_size: 32, train: 512, test: 96}
+    data: {name: photo-pairs, pair: gray, image_size: 32, train: 512, test: 64}
     train: {epochs: 3, batch_size: 16, lr: 1.0e-3}
     sweep: {loss: [l1, l1+gan]}
 """
