@@ -16,6 +16,11 @@ MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline"
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
                 help="diffusers StableDiffusionInstructPix2PixPipeline: hub id, local folder or 'tiny'")
 
+MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline", task="text-to-image",
+                options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                help="diffusers StableDiffusionPipeline (SDXL/SD-turbo via AutoPipelineForText2Image): hub id, "
+                     "local folder, 'tiny' or 'train' (a micro model trained here on the case's captioned data)")
+
 SCHEDULERS = Registry("scheduler")
 for _name, _cls in {
     "euler-ancestral": "EulerAncestralDiscreteScheduler",

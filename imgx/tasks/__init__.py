@@ -6,3 +6,5 @@ TASKS = Registry("task")
 TASKS.register("colorize", "imgx.tasks.colorize:run", help="train a grayscale-to-colour model, score the test split")
 TASKS.register("generate", "imgx.tasks.generate:run", help="train a GAN from noise, score samples with FID/KID")
 TASKS.register("edit", "imgx.tasks.edit:run", help="text-guided editing with a diffusion pipeline, swept")
+TASKS.register("text-to-image", "imgx.tasks.text_to_image:run",
+               help="Stable Diffusion text-to-image: prompts to images, swept; CLIP score, FID/KID, prompt accuracy")

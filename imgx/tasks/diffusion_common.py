@@ -80,11 +80,14 @@ class TimedCalls:
 
 
 def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[str, list], *, device: str,
-                warmup: int, repeats: int, progress: Callable | None = None, desc: str = "") -> TimedCalls:
+                warmup: int, repeats: int, progress: Callable | None = None, desc: str = "",
+                per_image: Callable[[Any, int], Any] | None = None) -> TimedCalls:
     """Call ``call(item)`` for every item, timed, after ``warmup`` untimed calls on the first item.
 
-    ``call`` returns a diffusers pipeline output (``.images`` ``(1, H, W, 3)`` float, ``.nsfw_content_detected``).
+    ``call`` returns a diffusers pipeline output (``.images`` ``(B, H, W, 3)`` float, ``.nsfw_content_detected``).
     With fewer items than ``repeats`` the first item is called again (timed, output discarded) until there are.
+    Without ``per_image`` each call gives one result (its first image); with it, a call of ``B`` images gives
+    ``B`` results, ``(per_image(item, j), image j, flag j)``.
     """
     from imgx.metrics.timing import Clock, StageTimer, peak_memory_mb, reset_peak_memory
 
@@ -106,7 +109,9 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
         for item in (progress(items, desc=desc[:40], unit="img") if progress else items):
             out = timed(item)
             flags = getattr(out, "nsfw_content_detected", None)
-            results.append((item, out.images[0], None if flags is None else bool(flags[0])))
+            for j in range(len(out.images) if per_image else 1):
+                results.append((per_image(item, j) if per_image else item, out.images[j],
+                                None if flags is None else bool(flags[j])))
         while len(samples) < repeats:
             timed(items[0])
     peak = peak_memory_mb(device)
@@ -150,12 +155,12 @@ def invalid_verdict(invalid: dict[str, int], total: int, max_invalid: int) -> tu
     return "ok", ""
 
 
-def latency_metric_rows(timed: TimedCalls, *, device: str, steps: int) -> list:
+def latency_metric_rows(timed: TimedCalls, *, device: str, steps: int, images_per_call: int = 1) -> list:
     """p50/p90, images/s, seconds per step, per-stage medians and peak memory from :func:`timed_calls`."""
     from imgx.metrics.timing import rows_from_samples
 
-    return rows_from_samples(timed.samples, device=device, steps=steps, denoise_ms=timed.stage_ms.get("denoise"),
-                             stage_ms=timed.stage_ms, peak=timed.peak)
+    return rows_from_samples(timed.samples, device=device, images_per_call=images_per_call, steps=steps,
+                             denoise_ms=timed.stage_ms.get("denoise"), stage_ms=timed.stage_ms, peak=timed.peak)
 
 
 def timing_info(timed: TimedCalls, device: str) -> dict[str, Any]:
