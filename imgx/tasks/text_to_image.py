@@ -116,7 +116,7 @@ def _train(case, ctx, data: dict[str, Any]):
     return trained_diffusion("text-to-image", images=rgb(data["train"]), captions=list(data["train_captions"]),
                              epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, seed=case.seed,
                              cache_dir=ctx.cache_dir, image_size=spec.data.image_size, progress=ctx.progress,
-                             device=case.device)
+                             device=case.device, data_label=f"{spec.data.name} image-caption pairs")
 
 
 def _copy_model(ctx, folder: Path) -> str:
@@ -449,10 +449,14 @@ def run(case, ctx) -> CaseResult:
         artifacts["model"] = _copy_model(ctx, Path(trained.folder))
         seconds = trained.info.get("train_seconds")
         if seconds:
-            n_img = trained.info.get("train_images", len(data["train"])) * spec.train.epochs
+            recipe = trained.info.get("recipe", {})
+            epochs = int(recipe.get("epochs", spec.train.epochs)) + int(recipe.get("vae_epochs", 0))
+            n_img = int(trained.info.get("train_images", len(data["train"]))) * epochs
             reused = " (reused from the imgx cache; the time of the original training)" if trained.reused else ""
-            rows.append(MetricRow("train_seconds", seconds, "s", n=spec.train.epochs, detail=f"trained here{reused}"))
-            rows.append(MetricRow("train_images_per_second", n_img / seconds, "img/s", n=n_img))
+            rows.append(MetricRow("train_seconds", seconds, "s", n=epochs,
+                                  detail=f"trained here: VAE then denoiser epochs{reused}"))
+            rows.append(MetricRow("train_images_per_second", n_img / seconds, "img/s", n=n_img,
+                                  detail="images seen in VAE and denoiser epochs per second"))
 
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(outputs), spec.max_invalid)
