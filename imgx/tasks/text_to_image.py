@@ -27,6 +27,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -257,13 +258,19 @@ def _clip_rows(case, ctx, data, arrays, samples, valid, info, reference) -> list
     return rows
 
 
+def _on_data(case, data_spec) -> SimpleNamespace:
+    """``case`` as generate's extractor cache sees it, with ``data_spec`` as its data (the extractor's key)."""
+    return SimpleNamespace(spec=SimpleNamespace(data=data_spec), seed=case.seed, device=case.device, id=case.id)
+
+
 def _digits_classifier(case, ctx):
-    """imgx's digits classifier (trained on the embedded digits' train split, cached, shared with generate)."""
+    """imgx's digits classifier (trained on the embedded digits' train split at 28x28, cached, as generate's)."""
     from imgx.suite.schema import DataSpec
     from imgx.tasks.generate import _extractor
 
-    digits = DATASETS.get("digits")(DataSpec(name="digits"), case.seed, "generate")
-    return _extractor("digits-classifier", {}, digits, case, ctx)
+    spec = DataSpec(name="digits")
+    digits = DATASETS.get("digits")(spec, case.seed, "generate")
+    return _extractor("digits-classifier", {}, digits, _on_data(case, spec), ctx)
 
 
 def _prompt_rows(case, ctx, fake, samples, valid, untrained, reference) -> list[MetricRow]:
@@ -304,7 +311,7 @@ def _prompt_rows(case, ctx, fake, samples, valid, untrained, reference) -> list[
     return rows
 
 
-def _distribution_rows(case, ctx, reference, ref_name, fake, untrained, info) -> list[MetricRow]:
+def _distribution_rows(case, ctx, reference, ref_spec, fake, untrained, info) -> list[MetricRow]:
     """FID/KID of the generated images against the reference's test split, with real-split and untrained."""
     import torch
 
@@ -312,6 +319,7 @@ def _distribution_rows(case, ctx, reference, ref_name, fake, untrained, info) ->
     from imgx.tasks.generate import DEFAULT_FEATURES, _extractor, _score
 
     spec = case.spec
+    ref_name = ref_spec.name
     metrics = [m for m in spec.metrics if m in ("fid", "kid")]
     rows: list[MetricRow] = []
     if not metrics:
@@ -342,7 +350,7 @@ def _distribution_rows(case, ctx, reference, ref_name, fake, untrained, info) ->
             rows += [MetricRow(m, None, "", ref, status="unavailable", detail=reason) for ref in sets]
             continue
         try:
-            ex = _extractor(name, options, reference, case, ctx)
+            ex = _extractor(name, options, reference, _on_data(case, ref_spec), ctx)
         except FeaturesUnavailable as exc:
             rows += [MetricRow(m, None, "", ref, status="unavailable", detail=str(exc)) for ref in sets]
             continue
@@ -424,14 +432,19 @@ def run(case, ctx) -> CaseResult:
                              f"(torch.manual_seed({case.seed}) per component), its tokenizer and the case's "
                              "scheduler; same prompts, seeds and settings")
     ref_spec = spec.reference_data or spec.data
-    reference = load_data(ref_spec, case.seed, ctx.resources)
-    ref_name = ref_spec.name
+    # Reference images are loaded only when a metric reads them (FID/KID, or captioned data for the real-split rows
+    # of clip_score and prompt_accuracy): 512 px photo crops are large.
+    wants = set(spec.metrics)
+    reference: dict[str, Any] = {}
+    if {"fid", "kid"} & wants or (DATASETS.meta(ref_spec.name).get("captions") and {"clip_score", "prompt_accuracy"}
+                                  & wants):
+        reference = load_data(ref_spec, case.seed, ctx.resources)
     if "clip_score" in spec.metrics:
         rows += _clip_rows(case, ctx, data, arrays, samples, valid, info, reference)
     if "prompt_accuracy" in spec.metrics:
         rows += _prompt_rows(case, ctx, fake, samples, valid, untrained, reference)
     if fake is not None:
-        rows += _distribution_rows(case, ctx, reference, ref_name, fake, untrained, info)
+        rows += _distribution_rows(case, ctx, reference, ref_spec, fake, untrained, info)
     elif {"fid", "kid"} & set(spec.metrics):
         rows += [MetricRow(m, None, status="failed", detail="no valid outputs") for m in ("fid", "kid")
                  if m in spec.metrics]
@@ -472,7 +485,7 @@ def run(case, ctx) -> CaseResult:
     })
     if trained is not None:
         info["trained"] = {"folder": str(trained.folder), "copy": artifacts["model"], "reused": trained.reused,
-                           **{k: v for k, v in trained.info.items() if k != "history"}}
+                           **{k: v for k, v in trained.info.items() if k not in ("history", "files")}}
         info["label"] = (f"micro Stable Diffusion trained here on {spec.data.name} image-caption pairs "
                          f"({spec.train.epochs} epochs); not a published model")
     elif info["random_weights"]:
