@@ -50,8 +50,8 @@ log = logging.getLogger("imgx.tasks.text_to_image")
 FID_MIN_IMAGES = 20  # fewer generated (or reference) images than this: FID/KID rows are refused as unavailable
 GRID_SAMPLES = 8  # columns of the sample grid (one row per prompt)
 GRID_PROMPTS = 10
-# The in-domain CLIP trained for ``metric_options: {clip_score: {model: train}}`` (fixed: one CLIP per data set).
-CLIP_RECIPE = {"epochs": 20, "batch_size": 128, "lr": 2.0e-3}
+# The in-domain CLIP trained for ``metric_options: {clip_score: {model: train}}`` is trained with the fixed recipe
+# ``imgx.models.trained.DIGITS_RECIPES["clip"]`` (one CLIP per data set, whatever the case's ``train:``).
 CLIP_TRAIN_LABEL = "in-domain CLIP trained here"
 
 
@@ -207,7 +207,7 @@ def _clip_embedder(case, ctx, data: dict[str, Any], info: dict[str, Any]):
 
 def _train_clip(case, ctx, data: dict[str, Any]):
     from imgx.metrics.clip import ClipUnavailable
-    from imgx.models.trained import trained_clip
+    from imgx.models.trained import DIGITS_RECIPES, trained_clip
 
     captions = data.get("train_captions")
     if not captions:
@@ -219,12 +219,13 @@ def _train_clip(case, ctx, data: dict[str, Any]):
         from imgx.data.digits import caption
 
         heldout = (rgb(data["test"]), labels, [caption(c) for c in classes])
-    model = trained_clip(images=rgb(data["train"]), captions=list(captions), seed=0, cache_dir=ctx.cache_dir,
-                         heldout=heldout, progress=ctx.progress, device=case.device, **CLIP_RECIPE)
+    recipe = DIGITS_RECIPES["clip"]
+    model = trained_clip(images=rgb(data["train"]), captions=list(captions), cache_dir=ctx.cache_dir, heldout=heldout,
+                         progress=ctx.progress, device=case.device, **recipe)
     acc = model.info.get("zero_shot_accuracy")
     acc_text = f"zero-shot accuracy {acc:.3f} on the held-out split" if acc is not None else "no zero-shot check"
     provenance = (f"{CLIP_TRAIN_LABEL} on {len(captions)} {case.spec.data.name} image-caption pairs (train split, "
-                  f"{CLIP_RECIPE['epochs']} epochs), {acc_text}; folder {model.folder}; its scores are NOT comparable "
+                  f"{recipe['epochs']} epochs), {acc_text}; folder {model.folder}; its scores are NOT comparable "
                   "with OpenAI CLIP scores")
     return Path(model.folder), provenance
 

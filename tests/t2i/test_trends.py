@@ -14,7 +14,7 @@ from tests.t2i.conftest import t2i_suite
 
 pytestmark = pytest.mark.slow
 
-RECIPE = "    train: {epochs: 30, batch_size: 64, lr: 1.0e-3}\n"  # suites/t2i-guidance.yaml's recipe
+RECIPE = "    train: {epochs: 20, batch_size: 64, lr: 1.0e-3}\n"  # suites/t2i-guidance.yaml's recipe
 
 
 @pytest.fixture(scope="module")
