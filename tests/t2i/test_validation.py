@@ -70,3 +70,13 @@ def test_validate_never_imports_diffusers(tmp_path):
     code = ("import sys; from imgx.suite import load_suite; load_suite(sys.argv[1]); "
             "assert 'diffusers' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, str(suite)], check=True)
+
+
+def test_digits_feed_text_to_image_with_captions():
+    from imgx.data.digits import load
+    from imgx.suite.schema import DataSpec
+
+    data = load(DataSpec(name="digits", image_size=16, train=50, test=20), 0, "text-to-image")
+    assert data["train"].shape == (50, 1, 16, 16) and len(data["train_captions"]) == 50
+    assert data["test_captions"] == [f"a handwritten digit {int(c)}" for c in data["test_labels"]]
+    assert "train_captions" not in load(DataSpec(name="digits", train=5, test=5), 0, "generate")
