@@ -459,7 +459,7 @@ def run(case, ctx) -> CaseResult:
     history: list[dict[str, Any]] = []
     artifacts: dict[str, Any] = {}
     if trained is not None:
-        history = list(trained.history)
+        history = _history(trained.history)
         artifacts["model"] = _copy_model(ctx, Path(trained.folder))
         seconds = trained.info.get("train_seconds")
         if seconds:
@@ -494,6 +494,21 @@ def run(case, ctx) -> CaseResult:
     artifacts.update(_grid(ctx, case, prompts, samples, arrays, outputs))
     return CaseResult(status=status, detail=detail, rows=rows, history=history, outputs=outputs,
                       artifacts=artifacts, info=info)
+
+
+def _history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trainer's per-stage rows on one epoch axis: VAE epochs first, then denoiser epochs.
+
+    Each stage's epochs restart at 1 in the trainer; here ``epoch`` counts on across stages (``stage_epoch`` keeps
+    the stage's own) and ``loss`` becomes ``<stage>_loss`` so that the report draws one curve per stage.
+    """
+    out = []
+    for i, row in enumerate(rows, start=1):
+        stage = str(row.get("stage", "train"))
+        new = {"epoch": i, "stage": stage, "stage_epoch": row.get("epoch")}
+        new.update({(f"{stage}_loss" if k == "loss" else k): v for k, v in row.items() if k not in ("epoch", "stage")})
+        out.append(new)
+    return out
 
 
 def _grid(ctx, case, prompts, samples, arrays, outputs) -> dict[str, Any]:

@@ -49,7 +49,9 @@ def test_short_recipe_end_to_end(trained_run):
     # the real split is far closer to the held-out digits than a model that saw one epoch
     assert float(rows[("fid", "real-split")]["value"]) < float(rows[("fid", "")]["value"])
     history = _csv(out / "history.csv")
-    assert {h["stage"] for h in history} == {"vae", "denoiser"} and all(float(h["loss"]) > 0 for h in history)
+    assert {h["stage"] for h in history} == {"vae", "denoiser"}
+    assert [int(h["epoch"]) for h in history] == list(range(1, len(history) + 1))  # one axis across the stages
+    assert all(float(h[f"{h['stage']}_loss"]) > 0 for h in history)
     record = load_run(out)[1][0]
     assert "trained here" in record["info"]["label"] and record["info"]["prompt_source"].startswith("distinct")
     assert len(record["info"]["prompts"]) == 10 and record["info"]["trained"]["reused"] is False
