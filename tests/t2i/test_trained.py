@@ -44,6 +44,7 @@ def test_short_recipe_end_to_end(trained_run):
                 ("clip_score", "real-split"), ("train_seconds", ""), ("latency_ms_p50", "")):
         assert rows[key]["status"] == "ok", (key, rows[key]["detail"])
     assert rows[("fid", "")]["n"] == "20"  # ten captions x 2 samples
+    assert "reference has 1 channel(s), outputs 3: the grey channel repeated to RGB" in rows[("fid", "")]["detail"]
     clip = rows[("clip_score", "")]["detail"]
     assert "in-domain CLIP trained here" in clip and "NOT comparable" in clip and "zero-shot accuracy" in clip
     # the real split is far closer to the held-out digits than a model that saw one epoch
