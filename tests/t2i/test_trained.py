@@ -77,8 +77,8 @@ def test_the_run_directory_copy_loads_and_reproduces_with_bare_diffusers(trained
 
 def test_a_second_case_with_the_same_recipe_reuses_the_cached_model(trained_run, tmp_path):
     _, first = trained_run
-    run_suite(t2i_suite(tmp_path, **{**SHORT, "metrics": "[prompt_accuracy]"}), tmp_path / "out", quiet=True,
-              report=False)
+    second = {**SHORT, "metrics": "[prompt_accuracy]", "extra": "    train: {epochs: 1, batch_size: 64, lr: 1.0e-3}\n"}
+    run_suite(t2i_suite(tmp_path, **second), tmp_path / "out", quiet=True, report=False)
     record = load_run(tmp_path / "out")[1][0]
     assert record["info"]["trained"]["reused"] is True
     assert record["info"]["trained"]["folder"] == load_run(first)[1][0]["info"]["trained"]["folder"]
