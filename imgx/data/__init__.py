@@ -1,20 +1,22 @@
-"""Data set registry. ``meta["tasks"]`` lists the tasks a data set can feed; ``meta["options"]`` its keys."""
+"""Data set registry. ``meta["tasks"]`` lists the tasks a data set can feed; ``meta["options"]`` its keys;
+``meta["captions"]`` says whether it gives image captions (``text-to-image`` prompts and training)."""
 
 from imgx.registry import Registry
 
 DATASETS = Registry("data set")
-DATASETS.register("photos", "imgx.data.photos:load", tasks={"colorize", "edit"},
+DATASETS.register("photos", "imgx.data.photos:load", tasks={"colorize", "edit", "text-to-image"},
                   options={"image_size", "train", "test", "count", "test_photos", "photos"},
                   help="colour photos shipped inside scikit-image (crops for colorize, whole for edit)")
 DATASETS.register("cifar10", "imgx.data.tv:load_cifar10", tasks={"colorize"},
                   options={"image_size", "train", "test", "root", "download"},
                   help="torchvision CIFAR-10 from a local root (or downloaded when allowed)")
-DATASETS.register("digits", "imgx.data.digits:load", tasks={"generate"}, options={"image_size", "train", "test"},
-                  help="handwritten digits shipped inside scikit-learn, upscaled")
+DATASETS.register("digits", "imgx.data.digits:load", tasks={"generate", "text-to-image"},
+                  options={"image_size", "train", "test"}, captions=True,
+                  help="handwritten digits shipped inside scikit-learn, upscaled; captions 'a handwritten digit N'")
 DATASETS.register("mnist", "imgx.data.tv:load_mnist", tasks={"generate"},
                   options={"image_size", "train", "test", "root", "download"},
                   help="torchvision MNIST from a local root (or downloaded when allowed)")
-DATASETS.register("folder", "imgx.data.folder:load", tasks={"colorize", "generate", "edit"},
+DATASETS.register("folder", "imgx.data.folder:load", tasks={"colorize", "generate", "edit", "text-to-image"},
                   options={"image_size", "train", "test", "count", "path"},
                   help="a folder of the user's own images")
 DATASETS.register("edit-csv", "imgx.data.folder:load_edit_csv", tasks={"edit"},

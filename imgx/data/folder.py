@@ -58,6 +58,15 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     train_files, test_files = _split(files, seed)
     rng = np.random.default_rng(seed)
     info = {"source": str(spec.path), "train_files": len(train_files), "test_files": len(test_files)}
+    if task == "text-to-image":  # reference images for FID/KID: whole images, centre-cropped, RGB
+        size = spec.image_size or 64
+
+        def rgb(paths: list[Path]) -> torch.Tensor:
+            return array_to_tensor(np.stack([np.asarray(square(np.asarray(open_rgb(p)), size)) for p in paths]))
+
+        train, test = rgb(train_files), rgb(test_files)
+        return {"train": train[: spec.train] if spec.train else train, "test": test[: spec.test] if spec.test else test,
+                "info": {**info, "image_size": size}}
     if task == "colorize":
         size = spec.image_size or 32
         train = crops_from_arrays([np.asarray(open_rgb(p)) for p in train_files], spec.train or 8192, size, rng)

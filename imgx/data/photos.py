@@ -83,7 +83,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     """Load ``photos`` for a task (see the data loader contract in :mod:`imgx.data`)."""
     from imgx.imageio import array_to_tensor
 
-    size = spec.image_size or (32 if task == "colorize" else 512)
+    size = spec.image_size or {"colorize": 32, "text-to-image": 64}.get(task, 512)
     if task == "edit":
         names = list(spec.photos or ["astronaut", "chelsea", "coffee", "rocket"])
         unknown = [n for n in names if n not in PHOTOS]
@@ -103,8 +103,10 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     if not train_names:
         raise DataError("photos: every photo is in test_photos; nothing is left to train on")
     rng = np.random.default_rng(seed)
-    train = crops(train_names, spec.train or 8192, size, rng)
-    test = crops(test_names, spec.test or 1024, size, rng)
+    # text-to-image only needs reference images (FID/KID), so fewer by default than the colorizer trains on
+    n_train, n_test = (8192, 1024) if task == "colorize" else (256, 256)
+    train = crops(train_names, spec.train or n_train, size, rng)
+    test = crops(test_names, spec.test or n_test, size, rng)
     return {"train": array_to_tensor(train), "test": array_to_tensor(test),
             "info": {"source": "scikit-image", "train_photos": train_names, "test_photos": test_names,
                      "image_size": size, "train": len(train), "test": len(test)}}

@@ -22,6 +22,11 @@ MODELS.register("cyclegan", "imgx.models.cyclegan:CycleGAN", task="translate", o
                 needs_pairs=False, halvings=(None, 2),
                 help="two ResNet generators, two PatchGANs; LSGAN, cycle 10, identity 0.5, image pool 50")
 
+MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline", task="text-to-image",
+                options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                help="diffusers StableDiffusionPipeline (SDXL/SD-turbo via AutoPipelineForText2Image): hub id, "
+                     "local folder, 'tiny' or 'train' (a micro model trained here on the case's captioned data)")
+
 SCHEDULERS = Registry("scheduler")
 for _name, _cls in {
     "euler-ancestral": "EulerAncestralDiscreteScheduler",

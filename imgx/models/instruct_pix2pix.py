@@ -1,7 +1,12 @@
-"""Load diffusers' ``StableDiffusionInstructPix2PixPipeline`` safely, once, and set it up per case.
+"""Load diffusers' Stable Diffusion pipelines safely, once, and set them up per case.
 
-Weights come from a hub id (default ``timbrooks/instruct-pix2pix``), a local diffusers folder, or ``tiny``
-(random weights built from configs, see :mod:`imgx.models.tiny`). Every source goes through the same
+One loader serves both diffusion tasks, chosen by ``kind`` (see :data:`KINDS`): ``edit`` loads a
+``StableDiffusionInstructPix2PixPipeline`` (a UNet with 8 input channels), ``text-to-image`` a
+``StableDiffusionPipeline`` or, where the folder's ``model_index.json`` names another diffusers text-to-image
+pipeline (SDXL, SD-turbo), that class through ``AutoPipelineForText2Image`` (a UNet with 4 input channels).
+
+Weights come from a hub id (default per kind, e.g. ``timbrooks/instruct-pix2pix``), a local diffusers folder,
+or ``tiny`` (random weights built from configs, see :mod:`imgx.models.tiny`). Every source goes through the same
 ``from_pretrained`` on a local folder after checks: a diffusers pipeline (``model_index.json``), safetensors
 weights only, no remote code. ``HF_HUB_OFFLINE`` is honoured (cache only); missing weights raise
 :class:`~imgx.errors.WeightsError` with what to do.
@@ -37,6 +42,35 @@ _LIBRARIES = {"diffusers", "transformers", None}
 _WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
 
 
+@dataclass(frozen=True)
+class PipelineKind:
+    """What one task needs from a pipeline folder: its default weights, UNet input channels and tiny builder."""
+
+    name: str
+    title: str
+    default_weights: str
+    unet_in_channels: int
+    channels_note: str
+    tiny: str  # the imgx.models.tiny function (cache_dir) -> folder of the random-weight pipeline
+
+
+KINDS = {
+    "edit": PipelineKind("edit", "InstructPix2Pix", DEFAULT_WEIGHTS, 8,
+                         "an InstructPix2Pix UNet takes 8 (noise latents + image latents). Is this a text-to-image "
+                         "Stable Diffusion folder?", "tiny_pix2pix_dir"),
+    "text-to-image": PipelineKind("text-to-image", "Stable Diffusion text-to-image",
+                                  "stable-diffusion-v1-5/stable-diffusion-v1-5", 4,
+                                  "a text-to-image UNet takes 4 (noise latents). Is this an InstructPix2Pix or "
+                                  "inpainting folder?", "tiny_text2image_dir"),
+}
+
+
+def _kind(kind: str) -> PipelineKind:
+    if kind not in KINDS:
+        raise ValueError(f"unknown pipeline kind {kind!r}; one of {', '.join(KINDS)}")
+    return KINDS[kind]
+
+
 @dataclass
 class LoadedPipeline:
     """A loaded pipeline and what it is: provenance for ``info`` and the state needed to switch settings."""
@@ -59,8 +93,8 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def _missing_message(weights: str, reason: str) -> str:
-    return (f"InstructPix2Pix weights {weights!r} are not available: {reason}. Make them available with "
+def _missing_message(weights: str, reason: str, title: str = "InstructPix2Pix") -> str:
+    return (f"{title} weights {weights!r} are not available: {reason}. Make them available with "
             f"`hf download {weights}` on a machine with network access (then copy the HF cache, "
             "or set HF_HOME to it), or point model.weights at a local diffusers folder; use weights: tiny for "
             "a random-weight pipeline that needs no download")
@@ -138,20 +172,21 @@ def check_folder(folder: Path, *, variant: str | None = None, safety_checker: bo
 
 
 def resolve_weights(weights: str | None, cache_dir: str | Path, *, variant: str | None = None,
-                    safety_checker: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Turn ``model.weights`` into a checked local folder and its provenance.
+                    safety_checker: bool = False, kind: str = "edit") -> tuple[Path, dict[str, Any]]:
+    """Turn ``model.weights`` into a checked local folder and its provenance (``kind``: see :data:`KINDS`).
 
     Returns:
         ``(folder, info)``; info has ``weights``, ``source`` (tiny | folder | hub), ``random_weights`` and,
         for hub snapshots, ``revision``.
     """
-    weights = weights or DEFAULT_WEIGHTS
+    what = _kind(kind)
+    weights = weights or what.default_weights
     info: dict[str, Any] = {"weights": weights, "random_weights": False}
     if weights == "tiny":
-        from imgx.models.tiny import TINY_VERSION, tiny_pix2pix_dir
+        from imgx.models import tiny
 
-        folder = tiny_pix2pix_dir(cache_dir)
-        info.update(source="tiny", random_weights=True, tiny_version=TINY_VERSION)
+        folder = getattr(tiny, what.tiny)(cache_dir)
+        info.update(source="tiny", random_weights=True, tiny_version=tiny.TINY_VERSION)
     else:
         path = Path(weights).expanduser()
         if path.exists():
@@ -161,11 +196,11 @@ def resolve_weights(weights: str | None, cache_dir: str | Path, *, variant: str 
             folder = path.resolve()
             info["source"] = "folder"
         elif _HUB_ID.match(weights) and not weights.startswith((".", "~")):
-            folder = _download(weights, variant)
+            folder = _download(weights, variant, what.title)
             info.update(source="hub", revision=folder.name)
         else:
             raise WeightsError(f"model.weights {weights!r}: no such folder, and not a hub id like "
-                               f"{DEFAULT_WEIGHTS!r}")
+                               f"{what.default_weights!r}")
     check_folder(folder, variant=variant, safety_checker=safety_checker)
     if (folder / "imgx_tiny.json").is_file():  # a copy of the tiny pipeline is still random weights
         info["random_weights"] = True
@@ -174,18 +209,18 @@ def resolve_weights(weights: str | None, cache_dir: str | Path, *, variant: str 
     return folder, info
 
 
-def _download(repo_id: str, variant: str | None) -> Path:
-    from diffusers import StableDiffusionInstructPix2PixPipeline
+def _download(repo_id: str, variant: str | None, title: str = "InstructPix2Pix") -> Path:
+    from diffusers import DiffusionPipeline
 
     cache_only = cache_only_reason()
     local_only = cache_only is not None
     try:
-        path = StableDiffusionInstructPix2PixPipeline.download(repo_id, use_safetensors=True, variant=variant,
-                                                               local_files_only=local_only)
+        # The generic download fetches the files model_index.json names; nothing is imported or run from them.
+        path = DiffusionPipeline.download(repo_id, use_safetensors=True, variant=variant, local_files_only=local_only)
     except (OSError, ValueError) as exc:
         reason = (f"not in the local Hugging Face cache and {cache_only}" if local_only
                   else f"download failed ({str(exc).splitlines()[0][:200]})")
-        raise WeightsError(_missing_message(repo_id, reason)) from None
+        raise WeightsError(_missing_message(repo_id, reason, title)) from None
     return Path(path)
 
 
@@ -205,7 +240,7 @@ def folder_fingerprint(folder: Path) -> str:
 
 
 def load_pipeline(spec, device: str = "cpu", cache_dir: str | Path | None = None,
-                  resources: dict[str, Any] | None = None) -> LoadedPipeline:
+                  resources: dict[str, Any] | None = None, kind: str = "edit") -> LoadedPipeline:
     """The pipeline for a ``model:`` spec on ``device``, loaded once per (weights, device, dtype, ...).
 
     Args:
@@ -214,15 +249,18 @@ def load_pipeline(spec, device: str = "cpu", cache_dir: str | Path | None = None
         device: ``cpu`` or ``cuda[:N]``.
         cache_dir: where ``tiny`` is built (``ctx.cache_dir``).
         resources: the run's shared resources (``ctx.resources``); the pipeline is kept there and reused.
+        kind: ``edit`` (InstructPix2Pix) or ``text-to-image`` (see :data:`KINDS`).
 
     Raises:
-        WeightsError: weights missing, unsafe or not an InstructPix2Pix pipeline.
+        WeightsError: weights missing, unsafe or not a pipeline of that kind.
     """
     import torch
 
+    what = _kind(kind)
     resources = resources if resources is not None else {}
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = (spec.weights or DEFAULT_WEIGHTS, str(device), spec.dtype, bool(spec.safety_checker), spec.variant)
+    key = (kind, spec.weights or what.default_weights, str(device), spec.dtype, bool(spec.safety_checker),
+           spec.variant)
     loaded = resources.get(_RESOURCE)
     if loaded is None or loaded.key != key:
         if loaded is not None:  # keep one pipeline at a time: a second real pipeline may not fit beside the first
@@ -230,30 +268,46 @@ def load_pipeline(spec, device: str = "cpu", cache_dir: str | Path | None = None
             del loaded
             if str(device).startswith("cuda"):
                 torch.cuda.empty_cache()
-        loaded = _load(spec, str(device), cache_dir, key)
+        loaded = _load(spec, str(device), cache_dir, key, what)
         resources[_RESOURCE] = loaded
     configure(loaded, attention=spec.attention, compile=spec.compile, channels_last=spec.channels_last)
     return loaded
 
 
-def _load(spec, device: str, cache_dir: Path, key: tuple) -> LoadedPipeline:
-    from diffusers import StableDiffusionInstructPix2PixPipeline
+def pipeline_class(kind: str, index: dict[str, Any]):
+    """The diffusers class that loads a folder of this kind.
 
-    folder, info = resolve_weights(spec.weights, cache_dir, variant=spec.variant, safety_checker=spec.safety_checker)
+    ``edit``: ``StableDiffusionInstructPix2PixPipeline``. ``text-to-image``: ``StableDiffusionPipeline`` when
+    ``model_index.json`` names it (or a subclass-free SD 1/2 folder), otherwise ``AutoPipelineForText2Image``,
+    which maps the named class (e.g. ``StableDiffusionXLPipeline``) to its text-to-image pipeline.
+    """
+    import diffusers
+
+    if kind == "edit":
+        return diffusers.StableDiffusionInstructPix2PixPipeline
+    if index.get("_class_name") in (None, "StableDiffusionPipeline"):
+        return diffusers.StableDiffusionPipeline
+    return diffusers.AutoPipelineForText2Image
+
+
+def _load(spec, device: str, cache_dir: Path, key: tuple, what: PipelineKind = KINDS["edit"]) -> LoadedPipeline:
+    folder, info = resolve_weights(spec.weights, cache_dir, variant=spec.variant, safety_checker=spec.safety_checker,
+                                   kind=what.name)
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    cls = pipeline_class(what.name, index)
     kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(spec.dtype), "use_safetensors": True,
                               "local_files_only": True, "variant": spec.variant}
-    if not spec.safety_checker:
+    if not spec.safety_checker and "safety_checker" in index:  # SDXL folders have no safety checker to drop
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
         with quiet_loading():
-            pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(folder, **kwargs)
+            pipe = cls.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise WeightsError(f"{folder}: cannot load as an InstructPix2Pix pipeline: "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        raise WeightsError(f"{folder}: cannot load as {'an' if what.title[0] in 'AEIOU' else 'a'} {what.title} "
+                           f"pipeline: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     in_channels = pipe.unet.config.in_channels
-    if in_channels != 8:
-        raise WeightsError(f"{folder}: the UNet takes {in_channels} input channels; an InstructPix2Pix UNet takes 8 "
-                           "(noise latents + image latents). Is this a text-to-image Stable Diffusion folder?")
+    if in_channels != what.unet_in_channels:
+        raise WeightsError(f"{folder}: the UNet takes {in_channels} input channels; {what.channels_note}")
     # float16 on CPU: `imgx validate` and `imgx run` warn once per case entry; diffusers would warn per module.
     pipe = pipe.to(device, silence_dtype_warnings=True)
     pipe.set_progress_bar_config(disable=True)

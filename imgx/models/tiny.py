@@ -117,6 +117,30 @@ def tiny_pix2pix_components(seed: int = 0, safety_checker: bool = True) -> dict:
     return components
 
 
+def tiny_text2image_components(seed: int = 0) -> dict:
+    """The components of a tiny ``StableDiffusionPipeline`` (random weights, seeded).
+
+    The same tiny VAE, text encoder and byte tokenizer as :func:`tiny_pix2pix_components`, with a UNet of 4
+    input channels (noise latents only) as text-to-image needs; no safety checker. Default output 32x32
+    (``sample_size`` 16 latents, VAE scale factor 2).
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    components = tiny_pix2pix_components(seed, safety_checker=False)
+    del components["image_encoder"]
+    torch.manual_seed(seed)
+    components["unet"] = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
+    # StableDiffusionPipeline warns about (and rewrites) a scheduler config with steps_offset 0; SD ships 1.
+    components["scheduler"] = components["scheduler"].__class__.from_config(components["scheduler"].config,
+                                                                            steps_offset=1)
+    return components
+
+
 def _atomic_dir(target: Path, build) -> Path:
     """Build a folder in a temporary sibling and move it into place, so a crash never leaves half a model."""
     target = Path(target)
@@ -158,6 +182,28 @@ def save_tiny_pix2pix(folder: str | Path, seed: int = 0) -> Path:
 def tiny_pix2pix_dir(cache_dir: str | Path, seed: int = 0) -> Path:
     """The cached tiny pipeline folder under ``cache_dir``, built on first use."""
     return save_tiny_pix2pix(Path(cache_dir) / "tiny" / f"instruct-pix2pix-v{TINY_VERSION}-seed{seed}", seed)
+
+
+def save_tiny_text2image(folder: str | Path, seed: int = 0) -> Path:
+    """Write the tiny text-to-image pipeline as a diffusers folder (safetensors) at ``folder`` (idempotent)."""
+
+    def build(tmp: Path) -> None:
+        from diffusers import StableDiffusionPipeline
+
+        from imgx.models.instruct_pix2pix import quiet_loading
+
+        pipe = StableDiffusionPipeline(**tiny_text2image_components(seed), image_encoder=None,
+                                       requires_safety_checker=False)
+        with quiet_loading():
+            pipe.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "imgx_tiny.json").write_text(json.dumps({"seed": seed, "version": TINY_VERSION, "random_weights": True}))
+
+    return _atomic_dir(Path(folder), build)
+
+
+def tiny_text2image_dir(cache_dir: str | Path, seed: int = 0) -> Path:
+    """The cached tiny text-to-image pipeline folder under ``cache_dir``, built on first use."""
+    return save_tiny_text2image(Path(cache_dir) / "tiny" / f"text-to-image-v{TINY_VERSION}-seed{seed}", seed)
 
 
 def save_tiny_clip(folder: str | Path, seed: int = 0) -> Path:

@@ -31,7 +31,7 @@ from imgx.report.tables import STATUS_CSS, Table, csv_data_uri, fmt_value, from_
 log = logging.getLogger("imgx")
 
 TASK_TITLES = {"colorize": "Colorizer", "generate": "GAN", "edit": "InstructPix2Pix",
-               "translate": "Image-to-image translation (pix2pix, CycleGAN)"}
+               "translate": "Image-to-image translation (pix2pix, CycleGAN)", "text-to-image": "Text-to-image"}
 OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
 QUALITY_PREFERENCE = ("clip_directional_similarity", "clip_score", "clip_image_similarity", "ssim", "psnr")
 STAGE_ORDER = ("text_encode", "image_encode", "denoise", "vae_decode")
@@ -533,6 +533,89 @@ def translate_blocks(recs: list[dict[str, Any]]) -> list[Block]:
     return blocks
 
 
+# ------------------------------------------------------------------------------------ text-to-image blocks
+T2I_ALIGNMENT = ("clip_score", "prompt_accuracy")  # x axes of the trade-off plots (higher is better)
+
+
+def t2i_tradeoff_blocks(recs: list[dict[str, Any]]) -> list[Block]:
+    """FID against CLIP score / prompt accuracy, one point per case, coloured by step count, Pareto front marked.
+
+    The trade-off of the Stable Diffusion papers: more guidance follows the prompt better and, past a point,
+    costs fidelity (FID rises). One plot per alignment metric that has ok values next to an ok FID.
+    """
+    blocks = []
+    for metric in T2I_ALIGNMENT:
+        pts, owners = [], []
+        for r in recs:
+            x, y = value_of(r, metric), value_of(r, "fid")
+            if x is None or y is None:
+                continue
+            p = r.get("params") or {}
+            steps = p.get("num_inference_steps", (r.get("info") or {}).get("num_inference_steps", ""))
+            group = ", ".join(x for x in (f"{steps} steps" if steps != "" else "", str(p.get("scheduler", "")))
+                              if x) or r.get("base_id", "")
+            g = p.get("guidance_scale")
+            pts.append(plots.Point(x, y, f"g={_text(g)}" if g is not None else "", group))
+            owners.append(r)
+        if not pts:
+            continue
+        front = plots.pareto_front(pts, minimize_x=False, maximize_y=False)
+        on_front = {id(p) for p in front}
+        table = Table("points", ["case_id", "guidance", "steps", "scheduler", metric, "fid", "on Pareto front"],
+                      filename=f"t2i-fid-vs-{metric}.csv")
+        for p, r in zip(pts, owners, strict=True):
+            params = r.get("params") or {}
+            table.add([r["case_id"], params.get("guidance_scale"), params.get("num_inference_steps"),
+                       params.get("scheduler"), p.x, p.y, id(p) in on_front],
+                      css={6: "ok" if id(p) in on_front else ""})
+        svg = plots.scatter_plot(pts, metric.replace("_", " ") + " (prompt alignment, higher is better)",
+                                 "FID (fidelity, lower is better)", front=front,
+                                 title=f"FID vs {metric.replace('_', ' ')}, by step count")
+        blocks.append(Block(f"FID vs {metric.replace('_', ' ')}", svg=Markup(svg), table=table,
+                            note="Each point is one case; label: guidance scale; colour and shape: step count and "
+                                 "scheduler. Circled points are on the Pareto front: no other setting has both "
+                                 "better prompt alignment and lower FID."))
+    if not blocks:
+        blocks.append(Block("FID vs prompt alignment", note="Needs ok FID and an ok clip_score or prompt_accuracy "
+                                                            "in the same cases; this run has none."))
+    return blocks
+
+
+def t2i_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embedder: ImageEmbedder) -> list[Block]:
+    """The text-to-image section: samples by prompt over guidance and steps, trade-offs, per-stage split, cases."""
+    ids = {r["case_id"] for r in recs}
+    random_cases = {r["case_id"] for r in recs if (r.get("info") or {}).get("random_weights")}
+    # the first sample of each prompt across the sweep: steps down the rows, guidance across the columns
+    mine = [o for o in outputs if str(o.get("case_id")) in ids and str(o.get("sample", "0")) == "0"]
+    params = {r["case_id"]: r.get("params") or {} for r in recs}
+    grids, left_out = guidance_grids(mine, embedder, random_cases, params, row_axis="num_inference_steps",
+                                     col_axis="guidance_scale")
+    note = ("The first sample of each prompt (same seed in every case): denoising steps down the rows, guidance "
+            "across the columns. Each case's panel below has its full sample grid.")
+    if left_out:
+        note += f" {left_out} more outputs are not embedded (image budget); they are in images/ and outputs.csv."
+    trained = [r for r in recs if (r.get("info") or {}).get("trained")]
+    if trained:
+        folders = sorted({str(r["info"]["trained"].get("copy") or r["info"]["trained"].get("folder")) for r in trained})
+        note += (" Models trained here (micro Stable Diffusion on the case's data; not a published model), saved "
+                 f"with save_pretrained in: {', '.join(folders)} (loads with a bare "
+                 "StableDiffusionPipeline.from_pretrained).")
+    clip_trained = {str(r["info"]["clip_trained"]["provenance"]) for r in recs
+                    if (r.get("info") or {}).get("clip_trained")}
+    blocks = [Block("Samples by prompt", note=note if mine else "No text-to-image outputs were saved in this run.",
+                    grids=grids)]
+    if clip_trained:
+        blocks.append(Block("CLIP used for clip_score", warn=" | ".join(sorted(clip_trained))))
+    blocks += t2i_tradeoff_blocks(recs)
+    for block in (*pareto_blocks(recs), stage_block(recs)):
+        if block is not None:
+            blocks.append(block)
+    table = edit_metrics_table(recs)
+    table.title, table.filename = "all text-to-image cases", "t2i-cases.csv"
+    blocks.append(Block("All text-to-image cases", table=table))
+    return blocks
+
+
 # --------------------------------------------------------------------------------------------- summary
 def gate_table(records: list[dict[str, Any]]) -> Table:
     """Every gate of every case: metric, bound, value, passed."""
@@ -667,6 +750,12 @@ def build_context(out: Path) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - a broken table must not cost the rest of the report
                 log.warning("report: translate section failed: %s: %s", type(exc).__name__, exc)
                 section.blocks = [Block("Translation tables", warn=f"could not build: {type(exc).__name__}: {exc}")]
+        elif task == "text-to-image":
+            try:
+                section.blocks = t2i_blocks(recs, outputs, embedder)
+            except Exception as exc:  # noqa: BLE001 - a broken plot must not cost the rest of the report
+                log.warning("report: text-to-image section failed: %s: %s", type(exc).__name__, exc)
+                section.blocks = [Block("Text-to-image plots", warn=f"could not draw: {type(exc).__name__}: {exc}")]
         for r in recs:
             section.panels.append(case_panel(r, embedder, index))
             index += 1

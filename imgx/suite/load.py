@@ -188,18 +188,11 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
                                                   f"not {task!r}")
         for key in sorted(case.model.model_fields_set - {"name"} - meta["options"]):
             problems.add(loc + ("model", key), f"model {case.model.name!r} takes no option {key!r}")
-    if case.data.name not in DATASETS:
-        problems.add(loc + ("data", "name"), DATASETS.suggest(case.data.name))
-    else:
-        meta = DATASETS.meta(case.data.name)
-        if task not in meta["tasks"]:
-            problems.add(loc + ("data", "name"), f"data set {case.data.name!r} cannot feed task {task!r} "
-                                                 f"(it feeds {', '.join(sorted(meta['tasks']))})")
-        for key in sorted(case.data.model_fields_set - {"name"} - meta["options"]):
-            problems.add(loc + ("data", key), f"data set {case.data.name!r} takes no option {key!r}")
-        if case.data.name in ("folder", "edit-csv", "folder-pairs") and not case.data.path:
-            problems.add(loc + ("data", "path"), f"data set {case.data.name!r} needs a path")
+    _check_data_spec(case.data, task, loc + ("data",), problems)
+    if case.data.name in DATASETS:
         _check_pairs(case, loc, problems)
+    if case.reference_data is not None and task != "text-to-image":
+        problems.add(loc + ("reference_data",), f"reference_data applies to task 'text-to-image', not {task!r}")
     for i, metric in enumerate(case.metrics):
         if metric not in METRICS:
             problems.add(loc + ("metrics", i), METRICS.suggest(metric))
@@ -241,7 +234,11 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
             problems.add(loc + ("regression", name), f"tolerance {tol!r} is not a number or a percentage like 2%")
     if task == "edit" and not case.prompts and case.data.name != "edit-csv":
         problems.add(loc + ("prompts",), "an edit case needs prompts (or data: edit-csv with instructions)")
-    if task == "edit" and case.inference.scheduler not in SCHEDULERS:
+    if task == "text-to-image":
+        _check_text_to_image(case, loc, problems)
+    if task == "generate" and case.samples is not None and case.samples < 2:
+        problems.add(loc + ("samples",), "a generate case needs at least 2 samples (FID/KID)")
+    if task in ("edit", "text-to-image") and case.inference.scheduler not in SCHEDULERS:
         problems.add(loc + ("inference", "scheduler"), SCHEDULERS.suggest(case.inference.scheduler))
     devices = case.device if isinstance(case.device, list) else [case.device]
     if isinstance(case.device, list) and not devices:
@@ -298,6 +295,40 @@ def _size_problem(case: CaseSpec) -> str | None:
         return (f"image_size {size} cannot be halved cleanly by {case.model.name}'s {what}: use a multiple of "
                 f"{2**halvings}" + (f" or a smaller {option}" if option else ""))
     return None
+
+
+def _check_data_spec(data, task: str, loc: tuple, problems: _Problems) -> None:
+    if data.name not in DATASETS:
+        problems.add(loc + ("name",), DATASETS.suggest(data.name))
+        return
+    meta = DATASETS.meta(data.name)
+    if task not in meta["tasks"]:
+        problems.add(loc + ("name",), f"data set {data.name!r} cannot feed task {task!r} "
+                                      f"(it feeds {', '.join(sorted(meta['tasks']))})")
+    for key in sorted(data.model_fields_set - {"name"} - meta["options"]):
+        problems.add(loc + (key,), f"data set {data.name!r} takes no option {key!r}")
+    if data.name in ("folder", "edit-csv", "folder-pairs") and not data.path:
+        problems.add(loc + ("path",), f"data set {data.name!r} needs a path")
+
+
+def _check_text_to_image(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
+    """Prompts or captions to use, captions to train on, a usable reference set."""
+    captions = case.data.name in DATASETS and bool(DATASETS.meta(case.data.name).get("captions"))
+    if case.prompts is not None and not case.prompts:
+        problems.add(loc + ("prompts",), "an empty prompts list; give prompts or leave the key out to use the data "
+                                         "set's captions")
+    elif not case.prompts and case.data.name in DATASETS and not captions:
+        problems.add(loc + ("prompts",), f"a text-to-image case needs prompts: data set {case.data.name!r} has no "
+                                         "captions to use instead")
+    if case.model.weights == "train" and case.data.name in DATASETS and not captions:
+        problems.add(loc + ("model", "weights"), f"weights: train needs image captions to train on; data set "
+                                                 f"{case.data.name!r} has none (use data: digits)")
+    if case.reference_data is not None:
+        _check_data_spec(case.reference_data, "text-to-image", loc + ("reference_data",), problems)
+    clip_model = (case.metric_options.get("clip_score") or {}).get("model")
+    if clip_model == "train" and not captions:
+        problems.add(loc + ("metric_options", "clip_score", "model"),
+                     f"model: train trains a CLIP on image-caption pairs; data set {case.data.name!r} has no captions")
 
 
 def _check_sweep(case_dict: dict, case: CaseSpec | None, loc: tuple, problems: _Problems) -> int:

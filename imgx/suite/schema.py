@@ -81,6 +81,7 @@ class CaseSpec(_Strict):
     task: str
     model: ModelSpec
     data: DataSpec
+    reference_data: DataSpec | None = None
     train: TrainSpec = Field(default_factory=TrainSpec)
     inference: InferenceSpec = Field(default_factory=InferenceSpec)
     prompts: list[Annotated[str, StringConstraints(min_length=1, max_length=2000)]] | None = None
@@ -92,7 +93,7 @@ class CaseSpec(_Strict):
     device: str | list[str] = "cpu"
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     cpu_threads: int | None = Field(None, ge=1, le=1024)
-    samples: int | None = Field(None, ge=2, le=1_000_000)
+    samples: int | None = Field(None, ge=1, le=1_000_000)
     max_invalid: int = Field(0, ge=0)
     marks: list[Literal["slow", "gpu"]] = Field(default_factory=list)
 
@@ -132,16 +133,16 @@ SWEEP_AXES: dict[str, tuple[str, ...]] = {
 # Axes that only make sense for some tasks.
 AXIS_TASKS: dict[str, set[str]] = {
     "image_guidance_scale": {"edit"},
-    "guidance_scale": {"edit"},
-    "num_inference_steps": {"edit"},
-    "scheduler": {"edit"},
-    "attention": {"edit"},
-    "compile": {"edit"},
-    "channels_last": {"edit"},
+    "guidance_scale": {"edit", "text-to-image"},
+    "num_inference_steps": {"edit", "text-to-image"},
+    "scheduler": {"edit", "text-to-image"},
+    "attention": {"edit", "text-to-image"},
+    "compile": {"edit", "text-to-image"},
+    "channels_last": {"edit", "text-to-image"},
     "latent_dim": {"generate"},
-    "epochs": {"colorize", "generate", "translate"},
-    "batch_size": {"colorize", "generate", "translate"},
-    "lr": {"colorize", "generate", "translate"},
+    "epochs": {"colorize", "generate", "translate", "text-to-image"},
+    "batch_size": {"colorize", "generate", "translate", "text-to-image"},
+    "lr": {"colorize", "generate", "translate", "text-to-image"},
     "loss": {"translate"},
     "lambda_l1": {"translate"},
 }

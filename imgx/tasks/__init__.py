@@ -8,3 +8,5 @@ TASKS.register("generate", "imgx.tasks.generate:run", help="train a GAN from noi
 TASKS.register("edit", "imgx.tasks.edit:run", help="text-guided editing with a diffusion pipeline, swept")
 TASKS.register("translate", "imgx.tasks.translate:run",
                help="train pix2pix (paired) or CycleGAN (unpaired) to fixed epochs, score A->B vs identity/untrained")
+TASKS.register("text-to-image", "imgx.tasks.text_to_image:run",
+               help="Stable Diffusion text-to-image: prompts to images, swept; CLIP score, FID/KID, prompt accuracy")

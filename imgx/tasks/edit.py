@@ -32,13 +32,22 @@ import numpy as np
 from imgx.data import DATASETS
 from imgx.errors import DataError
 from imgx.results import CaseResult, MetricRow
-from imgx.suite.expand import stable_seed
+from imgx.tasks.diffusion_common import (
+    classify,  # noqa: F401 - part of this module's interface (tests, older imports)
+    invalid_verdict,
+    latency_metric_rows,
+    output_seed,
+    save_outputs,
+    stage_modules,
+    timed_calls,
+    timing_info,
+    to_uint8,  # noqa: F401
+)
 
 log = logging.getLogger("imgx.tasks.edit")
 
 CLIP_METRICS = ("clip_score", "clip_image_similarity", "clip_directional_similarity")
 PIXEL = ("mse", "psnr", "ssim")
-BLACK_MAX = 3  # an output whose every uint8 channel value is <= 3 counts as all-black
 GRID_IMAGES = 8
 
 
@@ -53,11 +62,6 @@ class Pair:
     input_caption: str | None
     output_caption: str | None
     seed: int
-
-
-def output_seed(case_seed: int, index: int, name: str, prompt: str) -> int:
-    """A 31-bit generator seed from the case seed, the image and the prompt (stable when prompts are added)."""
-    return stable_seed(case_seed, index, name, prompt)
 
 
 def load_inputs(spec, seed: int, resources: dict[str, Any]) -> dict[str, Any]:
@@ -87,47 +91,10 @@ def make_pairs(spec, data: dict[str, Any], case_seed: int) -> list[Pair]:
     return pairs
 
 
-def classify(image: np.ndarray, nsfw: bool | None) -> str:
-    """Why an output is invalid (``nan``, ``safety``, ``black``) or ``""`` when it is valid.
-
-    Args:
-        image: ``(H, W, 3)`` float in ``[0, 1]`` as the pipeline returns with ``output_type="np"`` (NaN kept).
-        nsfw: the safety checker's flag for this image (None when no checker ran).
-    """
-    if not np.isfinite(image).all():
-        return "nan"  # typically float16 overflow in the VAE decoder
-    if nsfw:
-        return "safety"  # the pipeline has blacked it out
-    if to_uint8(image).max() <= BLACK_MAX:
-        return "black"
-    return ""
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """``[0, 1]`` float → uint8 exactly as diffusers' ``numpy_to_pil`` (``round(x * 255)``); NaN → 0."""
-    return (np.nan_to_num(image, nan=0.0) * 255).round().astype(np.uint8)
-
-
-def _stages(pipe) -> dict[str, list]:
-    vae = pipe.vae
-    return {"text_encode": [pipe.text_encoder],
-            "image_encode": [vae.encoder, getattr(vae, "quant_conv", None)],
-            "denoise": [pipe.unet],
-            "vae_decode": [getattr(vae, "post_quant_conv", None), vae.decoder]}
-
-
 def run(case, ctx) -> CaseResult:
     """Run one edit case; see the module docstring."""
     import torch
 
-    from imgx.metrics.timing import (
-        STAGES,
-        Clock,
-        StageTimer,
-        peak_memory_mb,
-        reset_peak_memory,
-        rows_from_samples,
-    )
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
 
     spec, inf = case.spec, case.spec.inference
@@ -144,66 +111,33 @@ def run(case, ctx) -> CaseResult:
         generator = torch.Generator("cpu").manual_seed(pair.seed)
         return pipe(prompt=pair.prompt, image=images[pair.index], generator=generator, **call_kwargs)
 
-    for _ in range(inf.warmup):
-        call(pairs[0])
-    reset_peak_memory(case.device)
-    samples: list[float] = []
-    results: list[tuple[Pair, np.ndarray, bool | None]] = []
-    with StageTimer(_stages(pipe), case.device) as stages:
-
-        def timed(pair: Pair):
-            stages.begin()
-            with Clock(case.device) as clock:
-                out = call(pair)
-            stages.end()
-            samples.append(clock.ms)
-            return out
-
-        for pair in ctx.progress(pairs, desc=case.id[:40], unit="img"):
-            out = timed(pair)
-            flags = out.nsfw_content_detected
-            results.append((pair, out.images[0], None if flags is None else bool(flags[0])))
-        while len(samples) < inf.repeats:
-            timed(pairs[0])
-    peak = peak_memory_mb(case.device)
+    timed = timed_calls(pairs, call, stage_modules(pipe), device=case.device, warmup=inf.warmup,
+                        repeats=inf.repeats, progress=ctx.progress, desc=case.id)
+    results = timed.results
 
     # Save every output (invalid ones too, so that they can be looked at) and its provenance.
     input_paths = _save_inputs(ctx, data)
-    outputs, valid, invalid = [], [], {}
-    out_arrays = []
-    for k, (pair, image, nsfw) in enumerate(results):
-        reason = classify(image, nsfw)
-        arr = to_uint8(image)
-        out_arrays.append(arr)
-        path = ctx.save_image(arr, case.id, pair.name, pair.prompt, pair.seed, k)
-        outputs.append({"prompt": pair.prompt, "seed": pair.seed, "input_path": pair.input_path, "path": path,
-                        "input_image": input_paths[pair.index], "input_name": pair.name,
-                        "scheduler": inf.scheduler, "num_inference_steps": inf.num_inference_steps,
-                        "guidance_scale": inf.guidance_scale, "image_guidance_scale": inf.image_guidance_scale,
-                        "dtype": spec.model.dtype, "device": case.device, "generator_device": "cpu",
-                        "weights": loaded.info["weights"], "valid": not reason, "invalid_reason": reason})
-        if reason:
-            invalid[reason] = invalid.get(reason, 0) + 1
-        else:
-            valid.append(k)
+
+    def describe(pair: Pair) -> tuple[list[Any], dict[str, Any]]:
+        return [pair.name, pair.prompt, pair.seed], {
+            "prompt": pair.prompt, "seed": pair.seed, "input_path": pair.input_path,
+            "input_image": input_paths[pair.index], "input_name": pair.name,
+            "scheduler": inf.scheduler, "num_inference_steps": inf.num_inference_steps,
+            "guidance_scale": inf.guidance_scale, "image_guidance_scale": inf.image_guidance_scale,
+            "dtype": spec.model.dtype, "device": case.device, "generator_device": "cpu",
+            "weights": loaded.info["weights"]}
+
+    outputs, out_arrays, valid, invalid = save_outputs(ctx, case.id, timed, describe)
 
     rows: list[MetricRow] = []
     info: dict[str, Any] = {}
     rows += _pixel_rows(spec.metrics, images, results, out_arrays, valid, case.seed)
     rows += _clip_rows(spec, case, ctx, images, results, out_arrays, valid, outputs, info)
     if "latency" in spec.metrics:
-        stage_ms = {s: stages.median(s) for s in STAGES}
-        rows += rows_from_samples(samples, device=case.device, steps=inf.num_inference_steps,
-                                  denoise_ms=stage_ms["denoise"], stage_ms=stage_ms, peak=peak)
+        rows += latency_metric_rows(timed, device=case.device, steps=inf.num_inference_steps)
 
     n_invalid = sum(invalid.values())
-    status, detail = "ok", ""
-    if n_invalid > spec.max_invalid:
-        what = ", ".join(f"{v} {k}" for k, v in sorted(invalid.items()))
-        status, detail = "failed", (f"{n_invalid} of {len(results)} outputs invalid ({what}); "
-                                    f"max_invalid is {spec.max_invalid}")
-    elif n_invalid:
-        detail = f"{n_invalid} of {len(results)} outputs invalid (tolerated by max_invalid {spec.max_invalid})"
+    status, detail = invalid_verdict(invalid, len(results), spec.max_invalid)
 
     info.update({
         "model": {k: v for k, v in loaded.info.items()},
@@ -212,9 +146,7 @@ def run(case, ctx) -> CaseResult:
         "dtype": spec.model.dtype, "device": case.device, "torch_threads": torch.get_num_threads(),
         "generator_device": "cpu", "data": data.get("info", {}), "outputs": len(results), "valid_outputs": len(valid),
         "invalid_outputs": n_invalid, "invalid_reasons": invalid,
-        "timing": {"warmup_calls": inf.warmup, "timed_calls": len(samples), "repeats": inf.repeats,
-                   "stage_split": "forward hooks; a stage spans its first module call to its last",
-                   "cuda_synchronized": case.device.startswith("cuda")},
+        "timing": timing_info(timed, case.device),
     })
     if info["random_weights"]:
         info["label"] = "random-weight pipeline (weights: tiny): images are noise-like, figures test plumbing only"

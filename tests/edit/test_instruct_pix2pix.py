@@ -159,7 +159,7 @@ def test_compile_setting_matches_eager_and_keeps_stage_hooks(tmp_path):
     if not (_shutil.which("cc") or _shutil.which("gcc")):
         pytest.skip("torch.compile on CPU needs a C compiler (cc/gcc), none on PATH")
     from imgx.metrics.timing import StageTimer
-    from imgx.tasks.edit import _stages
+    from imgx.tasks.diffusion_common import stage_modules as _stages
 
     loaded = load_pipeline(_spec(), "cpu", tmp_path, {})
     image = Image.new("RGB", (32, 32), (120, 60, 30))

@@ -39,7 +39,7 @@ def test_digits_sizes_and_refusals():
     assert small["train"].shape == (100, 1, 16, 16) and small["test"].shape == (20, 1, 16, 16)
     with pytest.raises(DataError, match="only 1438"):
         load(digits_spec(train=5000), 0, "generate")
-    with pytest.raises(DataError, match="generate task only"):
+    with pytest.raises(DataError, match="generate and text-to-image tasks only"):
         load(digits_spec(), 0, "colorize")
 
 

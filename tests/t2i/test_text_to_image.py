@@ -1,0 +1,101 @@
+"""The text-to-image task end to end through the real runner, on the tiny (random-weight) pipeline."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgx.errors import WeightsError
+from imgx.results import load_run
+from imgx.runner import run_suite
+from tests.t2i.conftest import t2i_suite
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Two prompts (one names a digit) x 2 samples, swept over two schedulers, via ``python -m imgx run``'s code."""
+    folder = tmp_path_factory.mktemp("t2i-run")
+    suite = t2i_suite(folder, extra="    sweep:\n      scheduler: [ddim, euler-ancestral]\n")
+    summary = run_suite(suite, folder / "out", quiet=True, report=True)
+    return summary, folder / "out"
+
+
+def test_rows_outputs_and_provenance(tiny_run):
+    summary, out = tiny_run
+    assert summary.exit_code == 0, summary.failed_cases
+    rows = {(r["case_id"], r["metric"], r["reference"]): r for r in _csv(out / "results.csv")}
+    for case_id in ("t2i[scheduler=ddim]", "t2i[scheduler=euler-ancestral]"):
+        acc = rows[(case_id, "prompt_accuracy", "")]
+        # only "a handwritten digit 3" names a class: 2 of the 4 images count
+        assert acc["status"] == "ok" and acc["n"] == "2" and "2 of 4 valid images" in acc["detail"]
+        assert 0.0 <= float(acc["value"]) <= 1.0
+        real = rows[(case_id, "prompt_accuracy", "real-split")]
+        assert float(real["value"]) > 0.9  # the classifier on real held-out digits: the ceiling
+        fid = rows[(case_id, "fid", "")]
+        assert fid["status"] == "unavailable" and "too few images" in fid["detail"] and "20" in fid["detail"]
+        for metric in ("latency_ms_p50", "latency_ms_p90", "images_per_second", "seconds_per_step",
+                       "latency_ms_text_encode", "latency_ms_denoise", "latency_ms_vae_decode", "peak_memory_mb"):
+            assert rows[(case_id, metric, "")]["status"] == "ok", metric
+        assert (case_id, "latency_ms_image_encode", "") not in rows  # text-to-image encodes no image
+    outputs = _csv(out / "outputs.csv")
+    assert len(outputs) == 8
+    for o in outputs:
+        assert (out / o["path"]).is_file() and o["valid"] == "True"
+        assert int(o["seed"]) in json.loads(o["call_seeds"]) and o["height"] == "16"
+        assert "apple" not in o["path"].split("/")[0]
+    seeds = {(o["prompt"], o["sample"]): o["seed"] for o in outputs if o["scheduler"] == "ddim"}
+    assert len(set(seeds.values())) == 4  # every image its own seed
+    assert seeds == {(o["prompt"], o["sample"]): o["seed"] for o in outputs if o["scheduler"] != "ddim"}
+    record = load_run(out)[1][0]
+    assert record["info"]["random_weights"] is True and "random-weight" in record["info"]["label"]
+    assert record["info"]["prompt_source"] == "prompts" and record["info"]["samples_per_prompt"] == 2
+    assert (out / record["artifacts"]["grid"]).is_file()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Text-to-image" in html and "Samples by prompt" in html
+
+
+def test_outputs_reproduce_with_a_bare_diffusers_call(tiny_run, tiny_t2i_dir):
+    """outputs.csv holds everything needed: a plain StableDiffusionPipeline call with those seeds."""
+    from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+
+    _, out = tiny_run
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_t2i_dir)
+    pipe.set_progress_bar_config(disable=True)
+    base = pipe.scheduler.config
+    classes = {"euler-ancestral": EulerAncestralDiscreteScheduler, "ddim": DDIMScheduler}
+    for o in _csv(out / "outputs.csv")[1::3]:
+        pipe.scheduler = classes[o["scheduler"]].from_config(base)
+        seeds = json.loads(o["call_seeds"])
+        images = pipe(o["prompt"], num_images_per_prompt=len(seeds), height=int(o["height"]), width=int(o["width"]),
+                      num_inference_steps=int(o["num_inference_steps"]), guidance_scale=float(o["guidance_scale"]),
+                      generator=[torch.Generator("cpu").manual_seed(s) for s in seeds]).images
+        np.testing.assert_array_equal(np.asarray(images[int(o["sample"])]), np.asarray(Image.open(out / o["path"])))
+
+
+def test_prompts_naming_no_class_make_prompt_accuracy_unavailable(tmp_path):
+    suite = t2i_suite(tmp_path, prompts='["a red apple"]', samples=1, metrics="[prompt_accuracy]")
+    run_suite(suite, tmp_path / "out", quiet=True, report=False)
+    (row,) = [r for r in _csv(tmp_path / "out" / "results.csv") if r["metric"] == "prompt_accuracy"]
+    assert row["status"] == "unavailable" and row["value"] == "" and "no prompt names a class" in row["detail"]
+
+
+def test_the_loader_refuses_a_folder_of_the_other_kind(tiny_t2i_dir, tmp_path):
+    from imgx.models.instruct_pix2pix import load_pipeline
+    from imgx.suite.schema import ModelSpec
+
+    with pytest.raises(WeightsError, match="takes 4 input channels; an InstructPix2Pix UNet takes 8"):
+        load_pipeline(ModelSpec(name="instruct-pix2pix", weights=str(tiny_t2i_dir)), "cpu", tmp_path, {})
+    loaded = load_pipeline(ModelSpec(name="stable-diffusion", weights=str(tiny_t2i_dir)), "cpu", tmp_path, {},
+                           kind="text-to-image")
+    assert loaded.info["pipeline"] == "StableDiffusionPipeline" and loaded.info["random_weights"] is True
