@@ -30,7 +30,8 @@ def test_sweep_axis_overriding_a_fixed_value_is_a_warning_with_file_and_line(tmp
                         "used"]
     assert main(["validate", str(path)]) == 0
     captured = capsys.readouterr()
-    assert captured.err == f"imgx: warning: {warnings[0]}\n" and "ok (1 case entries, 4 cases, 1 warning(s))" in captured.out
+    assert captured.err == f"imgx: warning: {warnings[0]}\n"
+    assert "ok (1 case entries, 4 cases, 1 warning(s))" in captured.out
     # Sweeping an axis the case does not also fix is silent.
     other = write_suite(tmp_path, EDIT.format(dtype="float32", device="cpu", sweep="image_guidance_scale: [1, 2]"),
                         name="other.yaml")
