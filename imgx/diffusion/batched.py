@@ -64,6 +64,7 @@ class Denoised:
         batch_points: the number of points in the loop that made each point.
         seconds: wall time of all loops (CUDA synchronised), encodings included.
         halvings: one line per out-of-memory retry at half the batch.
+        loops: the number of points of each loop, in the order they ran.
         peak_memory_mb: peak memory of the loops and what it measures.
     """
 
@@ -72,6 +73,7 @@ class Denoised:
     batch_points: list[int]
     seconds: float
     halvings: list[str] = field(default_factory=list)
+    loops: list[int] = field(default_factory=list)
     peak_memory_mb: tuple[float, str] | None = None
 
 
@@ -206,6 +208,7 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
     nsfw: list[bool | None] = [None] * len(points)
     batch_points = [0] * len(points)
     halvings: list[str] = []
+    loops: list[int] = []
     # Points whose latents have different shapes cannot share a UNet batch.
     buckets: dict[Any, list[int]] = {}
     for i, p in enumerate(points):
@@ -230,8 +233,9 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
                     continue
                 for j, i in enumerate(chunk):
                     images[i], nsfw[i], batch_points[i] = out[j], flags[j], len(chunk)
+                loops.append(len(chunk))
                 start += len(chunk)
-    return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, peak_memory_mb(device))
+    return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, loops, peak_memory_mb(device))
 
 
 def _step_kwargs(scheduler, generator, eta: float = 0.0) -> dict[str, Any]:

@@ -9,6 +9,10 @@ Steps of a case:
        CPU ``torch.Generator`` seeded from the case seed, the image and the prompt. If there are fewer pairs
        than ``inference.repeats``, the first pair is called again (timed, output discarded) until there are.
        Every call is timed end to end (CUDA synchronised) and split into stages by forward hooks.
+       Guidance sweeps (``inference.batch_sweep``, default on): when the case has later sweep points that differ
+       only in guidance scales, the outputs of all of them come from batched denoising loops
+       (:mod:`imgx.tasks.batched_sweep`); latency then comes from ``warmup`` + ``repeats`` single calls of the
+       first pair (only when ``latency`` is requested), never from the batched loops.
     4. Each output is checked (NaN, all black, safety-checker hit), saved as PNG and written to
        ``outputs.csv`` with everything needed to reproduce it with a bare diffusers call:
        ``pipe(prompt, image=Image.open(input_image), num_inference_steps=..., guidance_scale=...,
@@ -129,6 +133,7 @@ def run(case, ctx) -> CaseResult:
         rows_from_samples,
     )
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
+    from imgx.tasks.batched_sweep import edit_outputs
 
     spec, inf = case.spec, case.spec.inference
     data = load_inputs(spec, case.seed, ctx.resources)
@@ -144,7 +149,9 @@ def run(case, ctx) -> CaseResult:
         generator = torch.Generator("cpu").manual_seed(pair.seed)
         return pipe(prompt=pair.prompt, image=images[pair.index], generator=generator, **call_kwargs)
 
-    for _ in range(inf.warmup):
+    sweep = edit_outputs(case, ctx, loaded, images, pairs)  # None: one pipeline call per output
+    single_calls = sweep is None or "latency" in spec.metrics
+    for _ in range(inf.warmup if single_calls else 0):
         call(pairs[0])
     reset_peak_memory(case.device)
     samples: list[float] = []
@@ -159,11 +166,14 @@ def run(case, ctx) -> CaseResult:
             samples.append(clock.ms)
             return out
 
-        for pair in ctx.progress(pairs, desc=case.id[:40], unit="img"):
+        for k, pair in enumerate(ctx.progress(pairs, desc=case.id[:40], unit="img")):
+            if sweep is not None:
+                results.append((pair, sweep.images[k], sweep.nsfw[k]))
+                continue
             out = timed(pair)
             flags = out.nsfw_content_detected
             results.append((pair, out.images[0], None if flags is None else bool(flags[0])))
-        while len(samples) < inf.repeats:
+        while single_calls and len(samples) < inf.repeats:
             timed(pairs[0])
     peak = peak_memory_mb(case.device)
 
@@ -181,7 +191,8 @@ def run(case, ctx) -> CaseResult:
                         "scheduler": inf.scheduler, "num_inference_steps": inf.num_inference_steps,
                         "guidance_scale": inf.guidance_scale, "image_guidance_scale": inf.image_guidance_scale,
                         "dtype": spec.model.dtype, "device": case.device, "generator_device": "cpu",
-                        "weights": loaded.info["weights"], "valid": not reason, "invalid_reason": reason})
+                        "weights": loaded.info["weights"], "valid": not reason, "invalid_reason": reason,
+                        "batch_points": sweep.batch_points[k] if sweep else 1})
         if reason:
             invalid[reason] = invalid.get(reason, 0) + 1
         else:
@@ -196,6 +207,9 @@ def run(case, ctx) -> CaseResult:
         rows += rows_from_samples(samples, device=case.device, steps=inf.num_inference_steps,
                                   denoise_ms=stage_ms["denoise"], stage_ms=stage_ms, peak=peak)
 
+    if sweep is not None:
+        rows += sweep.rows()
+        info["batched_sweep"] = sweep.info
     n_invalid = sum(invalid.values())
     status, detail = "ok", ""
     if n_invalid > spec.max_invalid:
@@ -204,6 +218,8 @@ def run(case, ctx) -> CaseResult:
                                     f"max_invalid is {spec.max_invalid}")
     elif n_invalid:
         detail = f"{n_invalid} of {len(results)} outputs invalid (tolerated by max_invalid {spec.max_invalid})"
+    if sweep is not None and sweep.halvings:
+        detail = "; ".join(filter(None, [detail, *sweep.halvings]))
 
     info.update({
         "model": {k: v for k, v in loaded.info.items()},
