@@ -21,7 +21,7 @@ from tests.helpers import write_suite
 
 MAX_UINT8_DIFF = 2
 MIN_PSNR = 45.0
-GUIDANCE = [(7.5, 1.5), (5.0, 2.0), (1.0, 1.5), (7.5, 0.5), (3.0, 1.0)]  # (g, ig); two run without guidance
+GUIDANCE = [(7.5, 1.5), (1.0, 1.5), (5.0, 2.0)]  # (g, ig); g <= 1 runs without guidance, as in the pipeline
 
 
 def _uint8(image: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def pix2pix(tiny_pipe_dir):
 
 @pytest.mark.parametrize("scheduler", ["euler-ancestral", "ddim", "dpm++-2m"])
 def test_batched_points_equal_bare_calls(pix2pix, scheduler):
-    """Two inputs x two prompts x five guidance points in loops of 3 (uneven last loop), 4 steps, 32 px."""
+    """Two prompts x three guidance points on two inputs, in loops of 4 (uneven last loop), 3 steps, 32 px."""
     from imgx.diffusion.batched import Point, denoise_points
     from imgx.models import SCHEDULERS
 
@@ -63,17 +63,16 @@ def test_batched_points_equal_bare_calls(pix2pix, scheduler):
     points = [Point(prompt, 100 + 7 * k, g, ig, inputs[k % 2], k % 2)
               for k, (prompt, (g, ig)) in enumerate((p, gi) for p in ("make it a sketch", "turn it blue")
                                                     for gi in GUIDANCE)]
-    made = denoise_points(pipe, points, num_inference_steps=4, max_batch=3)
-    assert made.loops == [3, 3, 3, 1]
-    assert max(made.batch_points) == 3
+    made = denoise_points(pipe, points, num_inference_steps=3, max_batch=4)
+    assert made.loops == [4, 2] and made.batch_points == [4, 4, 4, 4, 2, 2]
     for point, image in zip(points, made.images, strict=True):
-        bare = pipe(point.prompt, image=point.image, num_inference_steps=4, guidance_scale=point.guidance_scale,
+        bare = pipe(point.prompt, image=point.image, num_inference_steps=3, guidance_scale=point.guidance_scale,
                     image_guidance_scale=point.image_guidance_scale, output_type="np",
                     generator=torch.Generator("cpu").manual_seed(point.seed)).images[0]
         diff, psnr = _agreement(_uint8(bare), _uint8(image))
         assert diff <= MAX_UINT8_DIFF and psnr >= MIN_PSNR, (point, diff, psnr)
     # a different seed is a different image: the comparison above can fail
-    other = denoise_points(pipe, [Point(points[0].prompt, 999, 7.5, 1.5, inputs[0], 0)], num_inference_steps=4)
+    other = denoise_points(pipe, [Point(points[0].prompt, 999, 7.5, 1.5, inputs[0], 0)], num_inference_steps=3)
     assert _agreement(_uint8(other.images[0]), _uint8(made.images[0]))[0] > MAX_UINT8_DIFF
 
 
@@ -94,12 +93,12 @@ def test_text_to_image_branches_equal_bare_calls():
     pipe = StableDiffusionPipeline(**parts, image_encoder=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     points = [Point(prompt, 40 + k, g) for k, (prompt, g) in
-              enumerate((p, g) for p in ("a red square", "a cat") for g in (7.5, 1.0, 3.0))]
-    made = denoise_points(pipe, points, num_inference_steps=4, branches=TextToImageBranches, max_batch=4,
+              enumerate((p, g) for p in ("a red square", "a cat") for g in (7.5, 1.0))]
+    made = denoise_points(pipe, points, num_inference_steps=3, branches=TextToImageBranches, max_batch=3,
                           height=32, width=32)
-    assert made.loops == [4, 2]
+    assert made.loops == [3, 1]
     for point, image in zip(points, made.images, strict=True):
-        bare = pipe(point.prompt, height=32, width=32, num_inference_steps=4, guidance_scale=point.guidance_scale,
+        bare = pipe(point.prompt, height=32, width=32, num_inference_steps=3, guidance_scale=point.guidance_scale,
                     output_type="np", generator=torch.Generator("cpu").manual_seed(point.seed)).images[0]
         diff, psnr = _agreement(_uint8(bare), _uint8(image))
         assert diff <= MAX_UINT8_DIFF and psnr >= MIN_PSNR, (point, diff, psnr)
@@ -110,10 +109,10 @@ SWEEP = "    sweep:\n      image_guidance_scale: [1.0, 1.5]\n      guidance_scal
 
 @pytest.fixture(scope="module")
 def batched_run(tmp_path_factory):
-    """Two photos x two prompts x a 2x2 guidance sweep; loops of 3 points; latency from single calls."""
+    """One photo x two prompts x a 2x2 guidance sweep; loops of 3 points; latency from single calls."""
     folder = tmp_path_factory.mktemp("batched-run")
-    suite = edit_suite(folder, metrics="[ssim, latency]", sweep=SWEEP,
-                       case="    inference: {num_inference_steps: 3, warmup: 1, repeats: 2, max_batch: 3}\n")
+    suite = edit_suite(folder, metrics="[ssim, latency]", sweep=SWEEP, data="{name: photos, image_size: 32, count: 1}",
+                       case="    inference: {num_inference_steps: 3, warmup: 0, repeats: 1, max_batch: 3}\n")
     text = suite.read_text().replace("    inference: {num_inference_steps: 3, warmup: 0, repeats: 1}\n", "")
     suite.write_text(text)
     summary = run_suite(suite, folder / "out", quiet=True, report=False)
@@ -125,16 +124,17 @@ def test_guidance_sweep_runs_batched_with_latency_from_single_calls(batched_run)
     assert summary.exit_code == 0, summary.failed_cases
     assert summary.ran == 4
     outputs = _outputs(out)
-    assert len(outputs) == 16 and {o["batch_points"] for o in outputs} <= {"1", "3"}
-    assert sum(o["batch_points"] == "3" for o in outputs) == 15  # 16 points in loops of 3, 3, 3, 3, 3, 1
+    assert len(outputs) == 8
+    assert [o["batch_points"] for o in outputs] == ["3"] * 6 + ["2"] * 2  # 8 points in loops of 3, 3, 2
     _, records = load_run(out)
     for record in records:
         rows = {r["metric"]: r for r in record["rows"] if not r["reference"]}
         sweep = rows["sweep_images_per_second"]
-        assert sweep["status"] == "ok" and sweep["value"] > 0 and sweep["n"] == 16
-        assert "loops of 3, 3, 3, 3, 3, 1 points" in sweep["detail"] and "peak memory" in sweep["detail"]
+        assert sweep["status"] == "ok" and sweep["value"] > 0 and sweep["n"] == 8
+        assert "loops of 3, 3, 2 points" in sweep["detail"] and "peak memory" in sweep["detail"]
         assert rows["latency_ms_p50"]["status"] == "ok" and rows["ssim"]["status"] == "ok"
-        assert record["info"]["timing"]["timed_calls"] == 2  # repeats single calls, never the batched loop
+        # repeats (1) single calls of the first pair, never the batched loop (one call per pair would make 2)
+        assert record["info"]["timing"]["timed_calls"] == 1
         assert record["info"]["batched_sweep"]["cases"] == 4
 
 
@@ -174,6 +174,7 @@ def test_resume_recomputes_only_the_missing_points(batched_run, tmp_path):
 
 def test_batch_sweep_false_calls_the_pipeline_per_point(tmp_path):
     suite = edit_suite(tmp_path, metrics="[ssim]", sweep="    sweep:\n      guidance_scale: [5.0, 7.5]\n",
+                       data="{name: photos, image_size: 32, count: 1}",
                        case="    inference: {num_inference_steps: 2, warmup: 0, repeats: 1, batch_sweep: false}\n")
     suite.write_text(suite.read_text().replace("    inference: {num_inference_steps: 3, warmup: 0, repeats: 1}\n", ""))
     cases = expand(load_suite(suite))
