@@ -233,7 +233,7 @@ class SuiteRun:
 
     def start(self) -> None:
         from imgx.results import read_ledger
-        from imgx.runner import RunContext, RunLock, _now, prepare_out, write_manifest
+        from imgx.runner import RunContext, RunLock, _now, pending, prepare_out, write_manifest
 
         self.out = prepare_out(self.out, self.suite)
         self.lock = RunLock(self.out)
@@ -244,6 +244,7 @@ class SuiteRun:
                                   {"planned": len(self.planned), "runner": "pytest"}, self.state.machine_info())
         self.environment = manifest["environment"]
         self.ledger = read_ledger(self.out)
+        self.ctx.plan = pending(self.planned, self.ledger)
 
     @property
     def _argv(self) -> list[str]:

@@ -49,7 +49,8 @@ class RunContext:
     """What a task may use besides its case: where to write, how to report progress, shared resources.
 
     ``resources`` lives for the whole process, so a task can keep a loaded pipeline or a cached
-    feature extractor across the cases that share it.
+    feature extractor across the cases that share it. ``plan`` lists the cases this process will still run, in
+    order, so that a task can compute later cases' outputs ahead (batched sweeps, :mod:`imgx.tasks.batched_sweep`).
     """
 
     out: Path
@@ -58,6 +59,7 @@ class RunContext:
     resources: dict[str, Any] = field(default_factory=dict)
     process_index: int = 0
     num_processes: int = 1
+    plan: list[Case] = field(default_factory=list)
 
     @property
     def images_dir(self) -> Path:
@@ -307,6 +309,11 @@ def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, f
     return record, True
 
 
+def pending(cases: list[Case], ledger: dict[str, dict[str, Any]]) -> list[Case]:
+    """The cases :func:`execute` will run rather than reuse from the ledger (``RunContext.plan``)."""
+    return [c for c in cases if c.key not in ledger or ledger[c.key]["status"] == "skipped"]
+
+
 def plan(suite_path: str | Path, device: str = "all", filters: list[str] | None = None) -> tuple[Any, list[Case]]:
     """Load and validate a suite, expand it, and keep the cases selected by ``device`` and ``filters``."""
     suite = load_suite(suite_path)
@@ -397,6 +404,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
         if process_index == 0:
             write_manifest(out, suite, argv, started, None, {"planned": len(cases), "num_processes": num_processes})
         ledger = read_ledger(out)
+        ctx.plan = pending(mine, ledger)
         from imgx.progress import SuiteBar, logs_through_bars
 
         bar = SuiteBar(ctx, mine, {c.key for c in mine if ledger.get(c.key, {}).get("status", "skipped") != "skipped"},

@@ -59,6 +59,8 @@ _metric("latency_ms_p90", "latency p90", "ms", False, "timing", _ALL, requestabl
 _metric("seconds_per_step", "seconds per denoising step", "s", False, "timing", {"edit", "text-to-image"},
         requestable=False, quality=False)
 _metric("images_per_second", "images per second", "img/s", True, "timing", _ALL, requestable=False, quality=False)
+_metric("sweep_images_per_second", "batched sweep throughput", "img/s", True, "timing", {"edit", "text-to-image"},
+        requestable=False, quality=False)
 _metric("speedup", "speed-up vs the reference combination", "x", True, "timing", {"edit"}, requestable=False,
         quality=False)
 _metric("peak_memory_mb", "peak memory", "MB", False, "memory", _ALL, requestable=False, quality=False)

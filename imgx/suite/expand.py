@@ -17,6 +17,8 @@ from imgx.suite.schema import SWEEP_AXES, CaseSpec
 # Axes that change how a case runs but not what it computes; they do not change the derived seed, so that
 # CPU and CUDA (or float16 and float32) outputs of the same point can be compared image for image.
 _SEED_NEUTRAL = {"device", "dtype", "attention", "compile", "channels_last", "cpu_threads"}
+# Inference settings that change how outputs are computed (batched or not), not what they are: not in the key.
+_KEY_NEUTRAL = {"batch_sweep", "max_batch"}
 
 
 @dataclass
@@ -85,7 +87,8 @@ def expand(suite: Suite) -> list[Case]:
             case_id = spec.id + ("[" + ",".join(f"{n}={_fmt(v)}" for n, v in params.items()) + "]" if params else "")
             seed = derive_seed(suite.spec.seed, spec.id, point.seed)
             config = point.model_dump(mode="json", exclude={"marks", "gates", "regression", "max_invalid"})
-            payload = json.dumps({"config": config, "seed": seed, "data": fingerprint(point.data),
+            keyed = {**config, "inference": {k: v for k, v in config["inference"].items() if k not in _KEY_NEUTRAL}}
+            payload = json.dumps({"config": keyed, "seed": seed, "data": fingerprint(point.data),
                                   "imgx": __version__}, sort_keys=True)
             marks = tuple(spec.marks) + (("gpu",) if str(point.device).startswith("cuda") else ())
             cases.append(Case(

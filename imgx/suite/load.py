@@ -29,6 +29,7 @@ from imgx.suite.preflight import (
 )
 from imgx.suite.schema import (
     AXIS_TASKS,
+    BATCH_TASKS,
     DEVICE_PATTERN,
     GATE_PATTERN,
     SWEEP_AXES,
@@ -240,6 +241,10 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
         problems.add(loc + ("samples",), "a generate case needs at least 2 samples (FID/KID)")
     if task in ("edit", "text-to-image") and case.inference.scheduler not in SCHEDULERS:
         problems.add(loc + ("inference", "scheduler"), SCHEDULERS.suggest(case.inference.scheduler))
+    for key in sorted({"batch_sweep", "max_batch"} & case.inference.model_fields_set):
+        if task not in BATCH_TASKS:
+            problems.add(loc + ("inference", key), f"task {task!r} cannot batch sweep points "
+                                                   f"(only {', '.join(sorted(BATCH_TASKS))})")
     devices = case.device if isinstance(case.device, list) else [case.device]
     if isinstance(case.device, list) and not devices:
         problems.add(loc + ("device",), "empty device list")

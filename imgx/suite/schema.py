@@ -72,6 +72,9 @@ class InferenceSpec(_Strict):
     scheduler: str = "euler-ancestral"
     warmup: int = Field(1, ge=0, le=100)
     repeats: int = Field(3, ge=1, le=1000)
+    # Not sweep axes and not part of the case key: they change how outputs are computed, not what they are.
+    batch_sweep: bool = True
+    max_batch: int | None = Field(None, ge=1, le=256)
 
 
 class CaseSpec(_Strict):
@@ -146,6 +149,8 @@ AXIS_TASKS: dict[str, set[str]] = {
     "loss": {"translate"},
     "lambda_l1": {"translate"},
 }
+# Tasks whose sweeps can run guidance points batched (``inference.batch_sweep`` / ``max_batch``).
+BATCH_TASKS = {"edit", "text-to-image"}
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
 GATE_PATTERN = r"^\s*(>=|<=|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$"
 TOLERANCE_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)\s*(%?)\s*$"

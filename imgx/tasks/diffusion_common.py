@@ -81,13 +81,16 @@ class TimedCalls:
 
 def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[str, list], *, device: str,
                 warmup: int, repeats: int, progress: Callable | None = None, desc: str = "",
-                per_image: Callable[[Any, int], Any] | None = None) -> TimedCalls:
+                per_image: Callable[[Any, int], Any] | None = None,
+                precomputed: Sequence[tuple[np.ndarray, bool | None]] | None = None) -> TimedCalls:
     """Call ``call(item)`` for every item, timed, after ``warmup`` untimed calls on the first item.
 
     ``call`` returns a diffusers pipeline output (``.images`` ``(B, H, W, 3)`` float, ``.nsfw_content_detected``).
     With fewer items than ``repeats`` the first item is called again (timed, output discarded) until there are.
     Without ``per_image`` each call gives one result (its first image); with it, a call of ``B`` images gives
-    ``B`` results, ``(per_image(item, j), image j, flag j)``.
+    ``B`` results, ``(per_image(item, j), image j, flag j)``. With ``precomputed`` (one ``(image, nsfw)`` per item,
+    e.g. from a batched sweep) no item is called for its output: only the ``warmup`` and ``repeats`` calls of the
+    first item run, timed, so latency keeps meaning one call.
     """
     from imgx.metrics.timing import Clock, StageTimer, peak_memory_mb, reset_peak_memory
 
@@ -106,12 +109,15 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
             samples.append(clock.ms)
             return out
 
-        for item in (progress(items, desc=desc[:40], unit="img") if progress else items):
-            out = timed(item)
-            flags = getattr(out, "nsfw_content_detected", None)
-            for j in range(len(out.images) if per_image else 1):
-                results.append((per_image(item, j) if per_image else item, out.images[j],
-                                None if flags is None else bool(flags[j])))
+        if precomputed is not None:
+            results = [(item, image, nsfw) for item, (image, nsfw) in zip(items, precomputed, strict=True)]
+        else:
+            for item in (progress(items, desc=desc[:40], unit="img") if progress else items):
+                out = timed(item)
+                flags = getattr(out, "nsfw_content_detected", None)
+                for j in range(len(out.images) if per_image else 1):
+                    results.append((per_image(item, j) if per_image else item, out.images[j],
+                                    None if flags is None else bool(flags[j])))
         while len(samples) < repeats:
             timed(items[0])
     peak = peak_memory_mb(device)

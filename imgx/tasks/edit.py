@@ -9,6 +9,10 @@ Steps of a case:
        CPU ``torch.Generator`` seeded from the case seed, the image and the prompt. If there are fewer pairs
        than ``inference.repeats``, the first pair is called again (timed, output discarded) until there are.
        Every call is timed end to end (CUDA synchronised) and split into stages by forward hooks.
+       Guidance sweeps (``inference.batch_sweep``, default on): when the case has later sweep points that differ
+       only in guidance scales, the outputs of all of them come from batched denoising loops
+       (:mod:`imgx.tasks.batched_sweep`); latency then comes from ``warmup`` + ``repeats`` single calls of the
+       first pair (only when ``latency`` is requested), never from the batched loops.
     4. Each output is checked (NaN, all black, safety-checker hit), saved as PNG and written to
        ``outputs.csv`` with everything needed to reproduce it with a bare diffusers call:
        ``pipe(prompt, image=Image.open(input_image), num_inference_steps=..., guidance_scale=...,
@@ -96,6 +100,7 @@ def run(case, ctx) -> CaseResult:
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
+    from imgx.tasks.batched_sweep import edit_outputs
 
     spec, inf = case.spec, case.spec.inference
     data = load_inputs(spec, case.seed, ctx.resources)
@@ -111,9 +116,14 @@ def run(case, ctx) -> CaseResult:
         generator = torch.Generator("cpu").manual_seed(pair.seed)
         return pipe(prompt=pair.prompt, image=images[pair.index], generator=generator, **call_kwargs)
 
-    timed = timed_calls(pairs, call, stage_modules(pipe), device=case.device, warmup=inf.warmup,
-                        repeats=inf.repeats, progress=ctx.progress, desc=case.id)
+    sweep = edit_outputs(case, ctx, loaded, images, pairs)  # None: one pipeline call per output
+    single_calls = sweep is None or "latency" in spec.metrics  # latency never comes from batched loops
+    timed = timed_calls(pairs, call, stage_modules(pipe), device=case.device,
+                        warmup=inf.warmup if single_calls else 0, repeats=inf.repeats if single_calls else 0,
+                        progress=ctx.progress, desc=case.id,
+                        precomputed=None if sweep is None else list(zip(sweep.images, sweep.nsfw, strict=True)))
     results = timed.results
+    batch_points = {id(p): n for p, n in zip(pairs, sweep.batch_points, strict=True)} if sweep else {}
 
     # Save every output (invalid ones too, so that they can be looked at) and its provenance.
     input_paths = _save_inputs(ctx, data)
@@ -125,7 +135,7 @@ def run(case, ctx) -> CaseResult:
             "scheduler": inf.scheduler, "num_inference_steps": inf.num_inference_steps,
             "guidance_scale": inf.guidance_scale, "image_guidance_scale": inf.image_guidance_scale,
             "dtype": spec.model.dtype, "device": case.device, "generator_device": "cpu",
-            "weights": loaded.info["weights"]}
+            "weights": loaded.info["weights"], "batch_points": batch_points.get(id(pair), 1)}
 
     outputs, out_arrays, valid, invalid = save_outputs(ctx, case.id, timed, describe)
 
@@ -136,8 +146,13 @@ def run(case, ctx) -> CaseResult:
     if "latency" in spec.metrics:
         rows += latency_metric_rows(timed, device=case.device, steps=inf.num_inference_steps)
 
+    if sweep is not None:
+        rows += sweep.rows()
+        info["batched_sweep"] = sweep.info
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(results), spec.max_invalid)
+    if sweep is not None and sweep.halvings:
+        detail = "; ".join(filter(None, [detail, *sweep.halvings]))
 
     info.update({
         "model": {k: v for k, v in loaded.info.items()},

@@ -1,0 +1,111 @@
+"""A guidance sweep with its points batched through one denoising loop costs at most 0.6x one call per point.
+
+Both sides run the same edit cases through imgx's ``run_case`` on one loaded tiny pipeline in this process:
+a 4-point ``image_guidance_scale`` sweep x 2 prompts on one 64 px photo, 20 steps (8 images). The sequential
+side sets ``inference.batch_sweep: false`` (one ``pipe(...)`` call per image, as before batching); the
+batched side runs the same cases with the plan set, so the first case makes all 8 images in batched loops.
+Neither requests latency (whose single timed calls are the same on both sides). Rounds alternate (each
+sequential round runs in pytest-benchmark's untimed ``setup`` right before the timed batched round), so both
+see the same machine load; the goal compares the fastest round of each.
+
+The GPU variant (``bench/gpu_check.sh`` runs it where CUDA is present) does the same at 512 px in float16
+(goal <= 0.4x) and checks every batched image against its bare per-point call: PSNR >= 35 dB, none invalid.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from imgx.runner import RunContext, run_case
+from imgx.suite import expand, load_suite
+from tests.helpers import write_suite
+
+SUITE = """
+suite: sweep-batching
+seed: 0
+cases:
+  - id: sweep
+    task: edit
+    model: {{name: instruct-pix2pix, weights: tiny, dtype: {dtype}}}
+    data: {{name: photos, image_size: {size}, count: 1}}
+    prompts: ["make it a pencil sketch", "turn the background into a cyberpunk city"]
+    inference: {{num_inference_steps: 20, scheduler: euler-ancestral, warmup: 0, repeats: 1, max_batch: 8,
+                batch_sweep: {batched}}}
+    sweep: {{image_guidance_scale: [1.0, 1.25, 1.5, 2.0]}}
+    metrics: [ssim]
+    device: {device}
+"""
+ROUNDS = 3
+
+
+def _cases(tmp_path, name: str, **settings):
+    return expand(load_suite(write_suite(tmp_path, SUITE.format(**settings), f"{name}.yaml")))
+
+
+def _sweep(cases, ctx: RunContext) -> list:
+    """Run every case of the sweep as the runner does (plan set, batched outputs taken by later cases)."""
+    ctx.resources.pop("batched-sweep", None)
+    ctx.plan = list(cases)
+    results = [run_case(c, ctx) for c in cases]
+    assert all(r.status == "ok" for r in results), [r.detail for r in results]
+    return results
+
+
+def _measure(benchmark, tmp_path, *, size: int, dtype: str, device: str) -> tuple[float, list, list]:
+    batched = _cases(tmp_path, "batched", size=size, dtype=dtype, device=device, batched="true")
+    sequential = _cases(tmp_path, "sequential", size=size, dtype=dtype, device=device, batched="false")
+    ctx = RunContext(out=tmp_path / "batched", quiet=True)
+    seq_ctx = RunContext(out=tmp_path / "sequential", quiet=True, resources=ctx.resources)  # one loaded pipeline
+    first = _sweep(batched, ctx)  # warm-up: loads the pipeline and the data into ctx.resources
+    assert {o["batch_points"] for r in first for o in r.outputs} == {8}
+    seq_results = _sweep(sequential, seq_ctx)
+    seq_seconds: list[float] = []
+
+    def setup():
+        t0 = time.perf_counter()
+        _sweep(sequential, seq_ctx)
+        seq_seconds.append(time.perf_counter() - t0)
+        return (), {}
+
+    results = benchmark.pedantic(lambda: _sweep(batched, ctx), setup=setup, rounds=ROUNDS, iterations=1)
+    batched_best, seq_best = benchmark.stats.stats.min, min(seq_seconds)
+    ratio = batched_best / seq_best
+    sweep = results[0].info["batched_sweep"]
+    benchmark.extra_info.update({"sequential_seconds_min": seq_best, "batched_seconds_min": batched_best,
+                                 "ratio": ratio, "images": 8, "steps": 20, "image_size": size, "dtype": dtype,
+                                 "device": device, "loops": sweep["loops"],
+                                 "batched_peak_memory_mb": sweep["peak_memory_mb"],
+                                 "torch_threads": torch.get_num_threads()})
+    print(f"\nsweep of 8 images: batched {batched_best:.3f} s vs one call per point {seq_best:.3f} s -> ratio "
+          f"{ratio:.3f}; batched peak memory {sweep['peak_memory_mb']:.0f} MB ({sweep['peak_memory_what']})")
+    return ratio, results, seq_results
+
+
+def test_batched_sweep_speed_cpu(benchmark, tmp_path):
+    goal = 0.6
+    ratio, _, _ = _measure(benchmark, tmp_path, size=64, dtype="float32", device="cpu")
+    assert ratio <= goal, f"the batched sweep costs {ratio:.3f}x one call per point (goal <= {goal})"
+
+
+@pytest.mark.gpu
+def test_batched_sweep_speed_gpu(benchmark, tmp_path):
+    from PIL import Image
+
+    goal, min_psnr = 0.4, 35.0
+    ratio, batched, sequential = _measure(benchmark, tmp_path, size=512, dtype="float16", device="cuda")
+    worst = float("inf")
+    for b, s in zip(batched, sequential, strict=True):
+        for ob, os_ in zip(b.outputs, s.outputs, strict=True):
+            assert ob["valid"] and os_["valid"], (ob["invalid_reason"], os_["invalid_reason"])
+            x = np.asarray(Image.open(tmp_path / "batched" / ob["path"])).astype(np.float64)
+            y = np.asarray(Image.open(tmp_path / "sequential" / os_["path"])).astype(np.float64)
+            mse = ((x - y) ** 2).mean()
+            worst = min(worst, float("inf") if mse == 0 else 10 * np.log10(255**2 / mse))
+    benchmark.extra_info["min_psnr_vs_bare_db"] = worst
+    print(f"float16 batched vs one call per point: min PSNR {worst:.1f} dB (goal >= {min_psnr})")
+    assert worst >= min_psnr
+    assert ratio <= goal, f"the batched sweep costs {ratio:.3f}x one call per point on the GPU (goal <= {goal})"

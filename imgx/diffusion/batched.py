@@ -1,0 +1,309 @@
+"""Many guidance points through one denoising loop, each point exactly as a bare diffusers call computes it.
+
+A bare ``pipe(prompt, image=..., guidance_scale=g, image_guidance_scale=ig, generator=...)`` call runs the UNet on
+the classifier-free-guidance branches of one image (3 for InstructPix2Pix: text, image, unconditional; 2 for
+Stable Diffusion text-to-image: unconditional, text). :func:`denoise_points` runs the branches of up to
+``max_batch`` points in one UNet batch per step while every point keeps what makes its output its own:
+
+- its prompt embeddings and input-image latents, computed once per prompt and per input (:class:`Encodings`)
+  with the pipeline's own methods (``_encode_prompt`` / ``encode_prompt``, ``prepare_image_latents``);
+- its own scheduler instance (``from_config`` of the pipeline's scheduler, ``set_timesteps``);
+- its own CPU ``torch.Generator`` seeded with its seed: initial latents drawn by ``randn_tensor`` exactly as
+  ``prepare_latents`` draws them, and ancestral samplers' per-step noise drawn from it in ``scheduler.step``;
+- its own guidance scales when its branches are combined; a point without guidance (``g <= 1``) runs the
+  single branch a bare call runs.
+
+Latents are decoded by the VAE and post-processed (safety checker included) as the pipeline does. The only
+difference from bare calls is the batch size the kernels see, which changes float rounding (tests bound it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("imgx.diffusion.batched")
+
+MAX_BATCH_LIMIT = 256
+CPU_MAX_BATCH = 4  # CPU kernels gain little past a few points; keeps peak memory small
+
+
+@dataclass
+class Point:
+    """One image to make: a prompt, its guidance scales, the seed of its generator and (editing) its input.
+
+    Attributes:
+        prompt: the instruction (editing) or the prompt (text-to-image).
+        seed: seed of the point's CPU ``torch.Generator``.
+        guidance_scale: text guidance ``g``.
+        image_guidance_scale: image guidance ``ig`` (editing only).
+        image: the input image (PIL) for editing; None for text-to-image.
+        image_id: a hashable name of the input, so that its latents are computed once.
+    """
+
+    prompt: str
+    seed: int
+    guidance_scale: float
+    image_guidance_scale: float = 1.5
+    image: Any = None
+    image_id: Hashable = None
+
+
+@dataclass
+class Denoised:
+    """The outputs of :func:`denoise_points`, in the order of the points given, and how they were made.
+
+    Attributes:
+        images: ``(H, W, 3)`` float arrays in ``[0, 1]`` (``output_type="np"``; NaN kept), one per point.
+        nsfw: the safety checker's flag per point (None when no checker ran).
+        batch_points: the number of points in the loop that made each point.
+        seconds: wall time of all loops (CUDA synchronised), encodings included.
+        halvings: one line per out-of-memory retry at half the batch.
+        loops: the number of points of each loop, in the order they ran.
+        peak_memory_mb: peak memory of the loops and what it measures.
+    """
+
+    images: list[np.ndarray]
+    nsfw: list[bool | None]
+    batch_points: list[int]
+    seconds: float
+    halvings: list[str] = field(default_factory=list)
+    loops: list[int] = field(default_factory=list)
+    peak_memory_mb: tuple[float, str] | None = None
+
+
+class Pix2PixBranches:
+    """InstructPix2Pix: branches (text, image, unconditional), as ``StableDiffusionInstructPix2PixPipeline``."""
+
+    rows = 3
+
+    @staticmethod
+    def guided(pipe, point: Point) -> bool:
+        return point.guidance_scale > 1.0 and point.image_guidance_scale >= 1.0
+
+    @staticmethod
+    def prompt_embeds(pipe, prompt: str, device):
+        """``(3, L, D)``: text, empty, empty."""
+        return pipe._encode_prompt(prompt, device, 1, True)
+
+    @staticmethod
+    def image_latents(pipe, image, dtype, device):
+        """``(3, C, h, w)``: image, image, zeros (``vae.encode(...).latent_dist.mode()``)."""
+        return pipe.prepare_image_latents(pipe.image_processor.preprocess(image), 1, 1, dtype, device, True)
+
+    @staticmethod
+    def unguided(rows):
+        return rows[:1]  # the text branch with the image latents, which is what a call without guidance runs
+
+    @staticmethod
+    def combine(pred, point: Point):
+        text, image, uncond = pred.chunk(3)
+        return (uncond + point.guidance_scale * (text - image)
+                + point.image_guidance_scale * (image - uncond))
+
+
+class TextToImageBranches:
+    """Stable Diffusion text-to-image: branches (unconditional, text), as ``StableDiffusionPipeline``."""
+
+    rows = 2
+
+    @staticmethod
+    def guided(pipe, point: Point) -> bool:
+        return point.guidance_scale > 1.0 and pipe.unet.config.time_cond_proj_dim is None
+
+    @staticmethod
+    def prompt_embeds(pipe, prompt: str, device):
+        """``(2, L, D)``: empty, text."""
+        import torch
+
+        text, negative = pipe.encode_prompt(prompt, device, 1, True, None)
+        return torch.cat([negative, text])
+
+    image_latents = None
+
+    @staticmethod
+    def unguided(rows):
+        return rows[1:]  # the text branch
+
+    @staticmethod
+    def combine(pred, point: Point):
+        uncond, text = pred.chunk(2)
+        return uncond + point.guidance_scale * (text - uncond)
+
+
+BRANCHES = {"instruct-pix2pix": Pix2PixBranches, "text-to-image": TextToImageBranches}
+
+
+class Encodings:
+    """Prompt embeddings per prompt and image latents per input, computed once and reused by every point."""
+
+    def __init__(self, pipe, branches):
+        self.pipe, self.branches = pipe, branches
+        self.device = pipe._execution_device
+        self._prompts: dict[str, Any] = {}
+        self._images: dict[Hashable, Any] = {}
+
+    def prompt(self, prompt: str):
+        if prompt not in self._prompts:
+            self._prompts[prompt] = self.branches.prompt_embeds(self.pipe, prompt, self.device)
+        return self._prompts[prompt]
+
+    def image(self, point: Point, dtype):
+        key = point.image_id if point.image_id is not None else id(point.image)
+        if key not in self._images:
+            self._images[key] = self.branches.image_latents(self.pipe, point.image, dtype, self.device)
+        return self._images[key]
+
+
+def default_max_batch(pipe, device: str, height: int, width: int, branches=Pix2PixBranches) -> int:
+    """A batch that fits: ``CPU_MAX_BATCH`` on CPU; on CUDA, half the free memory over an estimate per point.
+
+    The estimate per point is the UNet's widest activation (first block's channels at latent size) times 60
+    per branch, a rough upper bound for Stable Diffusion UNets with memory-efficient attention.
+    """
+    if not str(device).startswith("cuda"):
+        return CPU_MAX_BATCH
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    scale = getattr(pipe, "vae_scale_factor", 8)
+    width0 = pipe.unet.config.block_out_channels[0]
+    itemsize = torch.empty((), dtype=pipe.unet.dtype).element_size()
+    per_point = branches.rows * (height // scale) * (width // scale) * width0 * 60 * itemsize
+    return int(max(1, min(MAX_BATCH_LIMIT, (free // 2) // max(per_point, 1))))
+
+
+def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branches=Pix2PixBranches,
+                   max_batch: int = CPU_MAX_BATCH, height: int | None = None, width: int | None = None,
+                   encodings: Encodings | None = None, progress=None) -> Denoised:
+    """Make every point's image with batched denoising loops of up to ``max_batch`` points.
+
+    Args:
+        pipe: a loaded diffusers pipeline with the scheduler to use (each point gets its own copy).
+        points: the points; editing points of different input sizes run in different loops.
+        num_inference_steps: steps of every point.
+        branches: :class:`Pix2PixBranches` or :class:`TextToImageBranches`.
+        max_batch: points per loop; on CUDA out-of-memory a loop is retried at half the batch.
+        height, width: text-to-image output size (default: the UNet's sample size times the VAE factor).
+        encodings: shared encodings (reuse across calls on the same pipeline).
+        progress: optional ``callable(iterable) -> iterable`` wrapped around each loop's steps.
+
+    Returns:
+        the images in the order of ``points`` and how they were made.
+    """
+    import torch
+
+    from imgx.metrics.timing import Clock, peak_memory_mb, reset_peak_memory
+
+    if not points:
+        return Denoised([], [], [], 0.0)
+    encodings = encodings or Encodings(pipe, branches)
+    device = str(encodings.device)
+    images: list[Any] = [None] * len(points)
+    nsfw: list[bool | None] = [None] * len(points)
+    batch_points = [0] * len(points)
+    halvings: list[str] = []
+    loops: list[int] = []
+    # Points whose latents have different shapes cannot share a UNet batch.
+    buckets: dict[Any, list[int]] = {}
+    for i, p in enumerate(points):
+        buckets.setdefault(p.image.size if p.image is not None else None, []).append(i)
+    reset_peak_memory(device)
+    size = max(1, int(max_batch))
+    with Clock(device) as clock, torch.no_grad():
+        for indices in buckets.values():
+            start = 0
+            while start < len(indices):
+                chunk = indices[start:start + size]
+                try:
+                    out, flags = _loop(pipe, [points[i] for i in chunk], num_inference_steps, branches, encodings,
+                                       height, width, progress)
+                except torch.cuda.OutOfMemoryError:
+                    if size == 1:
+                        raise
+                    torch.cuda.empty_cache()
+                    halvings.append(f"out of memory at {len(chunk)} points per loop; retried at {max(1, size // 2)}")
+                    log.warning("batched sweep: %s", halvings[-1])
+                    size = max(1, size // 2)
+                    continue
+                for j, i in enumerate(chunk):
+                    images[i], nsfw[i], batch_points[i] = out[j], flags[j], len(chunk)
+                loops.append(len(chunk))
+                start += len(chunk)
+    return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, loops, peak_memory_mb(device))
+
+
+def _step_kwargs(scheduler, generator, eta: float = 0.0) -> dict[str, Any]:
+    """What the pipeline's ``prepare_extra_step_kwargs`` passes to this scheduler's ``step``."""
+    params = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict[str, Any] = {}
+    if "eta" in params:
+        kwargs["eta"] = eta
+    if "generator" in params:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def _loop(pipe, points: list[Point], steps: int, branches, encodings: Encodings, height, width, progress):
+    """One denoising loop over ``points`` (one UNet batch per step); returns ``(images, nsfw flags)``."""
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    device = encodings.device
+    guided = [branches.guided(pipe, p) for p in points]
+    embeds = []
+    for p, g in zip(points, guided, strict=True):
+        rows = encodings.prompt(p.prompt)
+        embeds.append(rows if g else branches.unguided(rows))
+    dtype = embeds[0].dtype
+    extra = []
+    if branches.image_latents is not None:
+        for p, g in zip(points, guided, strict=True):
+            rows = encodings.image(p, dtype)
+            extra.append(rows if g else rows[:1])
+        lat_h, lat_w = extra[0].shape[-2:]
+    else:
+        scale = pipe.vae_scale_factor
+        sample = pipe.unet.config.sample_size
+        sample = (sample, sample) if isinstance(sample, int) else sample
+        lat_h, lat_w = (height or sample[0] * scale) // scale, (width or sample[1] * scale) // scale
+    config = pipe.scheduler.config
+    schedulers = [type(pipe.scheduler).from_config(config) for _ in points]
+    generators = [torch.Generator("cpu").manual_seed(p.seed) for p in points]
+    channels = pipe.vae.config.latent_channels if extra else pipe.unet.config.in_channels
+    latents = []
+    for s, gen in zip(schedulers, generators, strict=True):
+        s.set_timesteps(steps, device=device)
+        noise = randn_tensor((1, channels, lat_h, lat_w), generator=gen, device=device, dtype=dtype)
+        latents.append(noise * s.init_noise_sigma)
+    step_kwargs = [_step_kwargs(s, gen) for s, gen in zip(schedulers, generators, strict=True)]
+    encoder_states = torch.cat(embeds)
+    counts = [e.shape[0] for e in embeds]
+    timesteps = schedulers[0].timesteps
+    steps_iter = progress(range(len(timesteps))) if progress else range(len(timesteps))
+    for i in steps_iter:
+        inputs = []
+        for k, s in enumerate(schedulers):
+            x = torch.cat([latents[k]] * counts[k]) if counts[k] > 1 else latents[k]
+            x = s.scale_model_input(x, s.timesteps[i])
+            if extra:
+                x = torch.cat([x, extra[k]], dim=1)
+            inputs.append(x)
+        pred = pipe.unet(torch.cat(inputs), timesteps[i], encoder_hidden_states=encoder_states,
+                         return_dict=False)[0]
+        offset = 0
+        for k, (p, s) in enumerate(zip(points, schedulers, strict=True)):
+            rows = pred[offset:offset + counts[k]]
+            offset += counts[k]
+            noise_pred = branches.combine(rows, p) if guided[k] else rows
+            latents[k] = s.step(noise_pred, s.timesteps[i], latents[k], **step_kwargs[k], return_dict=False)[0]
+    image = pipe.vae.decode(torch.cat(latents) / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    image, flags = pipe.run_safety_checker(image, device, dtype)
+    denormalize = [True] * image.shape[0] if flags is None else [not f for f in flags]
+    out = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
+    return list(out), [None] * len(points) if flags is None else [bool(f) for f in flags]
