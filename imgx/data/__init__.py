@@ -19,7 +19,10 @@ DATASETS.register("folder", "imgx.data.folder:load", tasks={"colorize", "generat
                   help="a folder of the user's own images")
 DATASETS.register("edit-csv", "imgx.data.folder:load_edit_csv", tasks={"edit"},
                   options={"image_size", "count", "path"},
-                  help="a CSV of image path, instruction and optional input/output captions")
+                  help="a CSV of image path, instruction and optional input/output captions and target")
+DATASETS.register("photo-edits", "imgx.data.photo_edits:load", tasks={"edit"},
+                  options={"image_size", "train", "test", "instructions", "photos", "test_photos"},
+                  help="photo crops with instructions and their exact edited targets (held-out test photos)")
 
 
 def fingerprint(spec) -> str:
@@ -33,7 +36,7 @@ def fingerprint(spec) -> str:
     from importlib import metadata
 
     h = hashlib.sha256(spec.name.encode())
-    package = {"photos": "scikit-image", "digits": "scikit-learn"}.get(spec.name)
+    package = {"photos": "scikit-image", "photo-edits": "scikit-image", "digits": "scikit-learn"}.get(spec.name)
     if package:
         h.update(metadata.version(package).encode())
     for where in (spec.root, spec.path):

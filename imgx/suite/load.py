@@ -181,6 +181,11 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
             problems.add(loc + ("data", key), f"data set {case.data.name!r} takes no option {key!r}")
         if case.data.name in ("folder", "edit-csv") and not case.data.path:
             problems.add(loc + ("data", "path"), f"data set {case.data.name!r} needs a path")
+        elif case.data.name == "edit-csv" and Path(case.data.path).is_file():
+            from imgx.data.edit_csv import edit_csv_problems
+
+            for message in edit_csv_problems(Path(case.data.path)):
+                problems.add(loc + ("data", "path"), message)
     for i, metric in enumerate(case.metrics):
         if metric not in METRICS:
             problems.add(loc + ("metrics", i), METRICS.suggest(metric))
@@ -214,8 +219,9 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
     for name, tol in case.regression.items():
         if not re.match(TOLERANCE_PATTERN, str(tol)):
             problems.add(loc + ("regression", name), f"tolerance {tol!r} is not a number or a percentage like 2%")
-    if task == "edit" and not case.prompts and case.data.name != "edit-csv":
-        problems.add(loc + ("prompts",), "an edit case needs prompts (or data: edit-csv with instructions)")
+    if task == "edit" and not case.prompts and case.data.name not in ("edit-csv", "photo-edits"):
+        problems.add(loc + ("prompts",), "an edit case needs prompts (or data: edit-csv or photo-edits, whose rows "
+                                         "carry instructions)")
     if task == "edit" and case.inference.scheduler not in SCHEDULERS:
         problems.add(loc + ("inference", "scheduler"), SCHEDULERS.suggest(case.inference.scheduler))
     devices = case.device if isinstance(case.device, list) else [case.device]

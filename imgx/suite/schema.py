@@ -45,6 +45,7 @@ class DataSpec(_Strict):
     download: bool = False
     photos: list[str] | None = None
     test_photos: list[str] | None = None
+    instructions: list[str] | None = Field(None, min_length=1)
 
 
 class TrainSpec(_Strict):
