@@ -86,7 +86,7 @@ EDITS: dict[str, Edit] = {e.key: e for e in (
     Edit("flip", "flip it horizontally", "a mirrored photo of {}", lambda x: x[:, :, ::-1], spatial=True),
     Edit("blur", "blur it", "a blurry photo of {}", _blur, spatial=True),
 )}
-DEFAULT_EDITS = ("grayscale", "invert", "sepia", "brighter", "darker", "bluer", "pixelate", "flip")
+DEFAULT_EDITS = ("grayscale", "invert", "sepia", "brighter", "darker", "bluer", "shift", "flip")
 BY_INSTRUCTION = {e.instruction: e for e in EDITS.values()}
 
 

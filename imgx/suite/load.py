@@ -222,6 +222,8 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
     if task == "edit" and not case.prompts and case.data.name not in ("edit-csv", "photo-edits"):
         problems.add(loc + ("prompts",), "an edit case needs prompts (or data: edit-csv or photo-edits, whose rows "
                                          "carry instructions)")
+    if task == "edit" and "train" in case.model_fields_set and case.model.weights != "train":
+        problems.add(loc + ("train",), "train: applies to an edit case only with model.weights: train")
     if task == "edit" and case.inference.scheduler not in SCHEDULERS:
         problems.add(loc + ("inference", "scheduler"), SCHEDULERS.suggest(case.inference.scheduler))
     devices = case.device if isinstance(case.device, list) else [case.device]

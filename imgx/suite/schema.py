@@ -130,9 +130,9 @@ AXIS_TASKS: dict[str, set[str]] = {
     "compile": {"edit"},
     "channels_last": {"edit"},
     "latent_dim": {"generate"},
-    "epochs": {"colorize", "generate"},
-    "batch_size": {"colorize", "generate"},
-    "lr": {"colorize", "generate"},
+    "epochs": {"colorize", "generate", "edit"},
+    "batch_size": {"colorize", "generate", "edit"},
+    "lr": {"colorize", "generate", "edit"},
 }
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
 GATE_PATTERN = r"^\s*(>=|<=|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$"
