@@ -105,7 +105,8 @@ def _train_pipeline(spec, case, ctx, train: dict[str, Any]) -> dict[str, Any]:
     model = trained_diffusion("instruct-pix2pix", images=_tensor(train["targets"]), captions=train["instructions"],
                               cond_images=_tensor(train["inputs"]), epochs=spec.train.epochs,
                               batch_size=spec.train.batch_size, lr=spec.train.lr, seed=case.seed,
-                              cache_dir=ctx.cache_dir, progress=ctx.progress, device=case.device)
+                              cache_dir=ctx.cache_dir, progress=ctx.progress, device=case.device,
+                              data_label="photo-edits crops (input, instruction, exact target)")
     seconds = time.perf_counter() - t0
     info = dict(model.info)
     if model.reused:  # the time it took when it was trained, if the cache recorded it
@@ -122,7 +123,8 @@ def _train_clip(case, ctx, train: dict[str, Any]) -> dict[str, Any]:
     images = np.concatenate([train["inputs"], train["targets"]])
     captions = list(train["input_captions"]) + list(train["output_captions"])
     model = trained_clip(images=_tensor(images), captions=captions, seed=case.seed, cache_dir=ctx.cache_dir,
-                         progress=ctx.progress, device=case.device, **CLIP_RECIPE)
+                         progress=ctx.progress, device=case.device, data_label="photo-edits crops and captions",
+                         **CLIP_RECIPE)
     return {"folder": model.folder, "info": dict(model.info), "reused": model.reused, "images": len(images)}
 
 
