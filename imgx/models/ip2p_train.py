@@ -69,7 +69,8 @@ def prepare_trained(case, ctx, data: dict[str, Any]) -> TrainedEdit | None:
         out.info["trained"] = {"label": out.label, "recipe": spec.train.model_dump(), "train_photos":
                                data_info.get("train_photos"), "image_size": data_info.get("image_size"),
                                "reused_from_cache": model["reused"], "folder": str(model["folder"]),
-                               **{f"model_{key}": v for key, v in model["info"].items()}}
+                               **{f"model_{key}": v for key, v in model["info"].items()
+                                  if key not in ("history", "files")}}  # history is the case's; hashes stay on disk
         detail = (f"{out.label}; reused from the cache (trained earlier)" if model["reused"] else out.label)
         out.rows.append(MetricRow("train_seconds", model["seconds"], "s", n=spec.train.epochs, detail=detail))
     clip_metrics = [m for m in CLIP_METRICS if str(spec.metric_options.get(m, {}).get("model", "")) == TRAIN]
@@ -80,7 +81,8 @@ def prepare_trained(case, ctx, data: dict[str, Any]) -> TrainedEdit | None:
         out.info["clip_trained"] = {"label": f"CLIP trained here on photo-edits captions ({clip['images']} "
                                              "images: training inputs and targets with their captions)",
                                     "metrics": clip_metrics, "recipe": CLIP_RECIPE, "folder": str(clip["folder"]),
-                                    "reused_from_cache": clip["reused"], **clip["info"]}
+                                    "reused_from_cache": clip["reused"],
+                                    **{key: v for key, v in clip["info"].items() if key not in ("history", "files")}}
     return out
 
 
