@@ -33,6 +33,13 @@ PIPELINES = {"text-to-image": "StableDiffusionPipeline", "instruct-pix2pix": "St
 # Classifier-free dropout per kind: 10% empty prompt (text-to-image); the InstructPix2Pix paper's 5/5/5%.
 DROPOUT = {"text-to-image": {"drop_text": 0.1, "drop_image": 0.0, "drop_both": 0.0},
            "instruct-pix2pix": {"drop_text": 0.05, "drop_image": 0.05, "drop_both": 0.05}}
+# Recipes measured on the embedded digits at 16x16 (figures in tests/train/test_trained_quality.py): "full" for
+# the guidance suite, "short" for the quickstart, "clip" for the CLIP behind clip_score.
+DIGITS_RECIPES = {
+    "full": {"epochs": 20, "batch_size": 64, "lr": 1e-3, "vae_epochs": 10, "seed": 0},
+    "short": {"epochs": 8, "batch_size": 64, "lr": 1e-3, "vae_epochs": 5, "seed": 0},
+    "clip": {"epochs": 20, "batch_size": 128, "lr": 3e-3, "seed": 0},
+}
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from imgx.errors import TrainingDiverged
+from imgx.train.diffusion import warmup_cosine
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature at 100
 
@@ -58,6 +59,8 @@ def fit_clip(model: nn.Module, images: torch.Tensor, input_ids: torch.Tensor, *,
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     n = len(x)
+    steps = epochs * math.ceil(n / batch_size)
+    sched = warmup_cosine(opt, steps, warmup=min(50, steps // 10 + 1))
     history = []
     epochs_iter = progress(range(1, epochs + 1), desc="clip epochs", unit="epoch") if progress else range(1, epochs + 1)
     for epoch in epochs_iter:
@@ -74,6 +77,7 @@ def fit_clip(model: nn.Module, images: torch.Tensor, input_ids: torch.Tensor, *,
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            sched.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
             total += value * len(idx)

@@ -40,7 +40,7 @@ def _check(value: float, epoch: int, step: int) -> None:
         raise TrainingDiverged(epoch, step, value)
 
 
-def _cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: int):
+def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: int):
     """Linear warm-up then cosine decay to 10%: a fixed short budget ends on a settled model."""
     def factor(step: int) -> float:
         if step < warmup:
@@ -70,7 +70,7 @@ def fit_autoencoder(vae: nn.Module, images: torch.Tensor, *, epochs: int, batch_
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     n = len(x)
     steps = epochs * math.ceil(n / batch_size)
-    sched = _cosine(opt, steps, warmup=min(50, steps // 10 + 1))
+    sched = warmup_cosine(opt, steps, warmup=min(50, steps // 10 + 1))
     history = []
     for epoch in _epochs(progress, epochs, "vae epochs"):
         t0 = time.perf_counter()
@@ -170,7 +170,7 @@ def fit_denoiser(unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, noise
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     n = len(mean)
     steps = epochs * math.ceil(n / batch_size)
-    sched = _cosine(opt, steps, warmup=min(100, steps // 10 + 1))
+    sched = warmup_cosine(opt, steps, warmup=min(100, steps // 10 + 1))
     history = []
     for epoch in _epochs(progress, epochs, "denoiser epochs"):
         t0 = time.perf_counter()

@@ -37,7 +37,8 @@ def test_word_tokenizer_whole_words_fallback_and_round_trip(tmp_path):
     assert tok.unk_token_id not in unseen[1:-1]  # byte fallback, no unknown tokens
     assert unseen[0] == tok.bos_token_id and unseen[-1] == tok.eos_token_id
     long = tok("digit " * 200, truncation=True).input_ids
-    assert len(long) == 77 and long[-1] == tok.eos_token_id
+    assert len(long) == tok.model_max_length == 32 and long[-1] == tok.eos_token_id
+    assert word_tokenizer(captions, max_length=77).model_max_length == 77
     tok.save_pretrained(tmp_path)
     again = CLIPTokenizer.from_pretrained(tmp_path)
     for text in ["a handwritten digit 3", "invert the colors!", "zebra"]:

@@ -124,5 +124,7 @@ def test_fit_clip_improves_retrieval(tmp_path):
     images = [Image.fromarray(a) for a in tensor_to_array(x[:4])]
     sims = embedder.images(images) @ embedder.texts(CAPTIONS).embeds.T
     assert (sims.argmax(1) == labels[:4]).all()
+    big = [im.resize((64, 64)) for im in images]  # the processor resizes to the micro vision tower's 16 px
+    assert torch.allclose(embedder.images(big), embedder.images(images), atol=0.05)
     assert trained_clip(images=x, captions=captions, epochs=6, batch_size=16, lr=2e-3, seed=0, cache_dir=tmp_path,
                         heldout=(x[:16], labels[:16], CAPTIONS)).reused

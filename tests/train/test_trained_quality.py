@@ -1,0 +1,97 @@
+"""Quality targets of the models trained here on the embedded digits (issue 14), at the recipes of
+:data:`imgx.models.trained.DIGITS_RECIPES`. Minutes of CPU: marked ``slow``; run them on a quiet machine with
+``pytest tests/train/test_trained_quality.py -m slow -s`` (``-s`` prints the figures).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from imgx.models.trained import DIGITS_RECIPES, load_pipeline, trained_clip, trained_diffusion
+
+pytestmark = pytest.mark.slow
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def digits16():
+    from imgx.data.digits import load
+    from imgx.suite.schema import DataSpec
+
+    return load(DataSpec(name="digits", image_size=SIZE), 0, "generate")
+
+
+def _captions(labels) -> list[str]:
+    return [f"a handwritten digit {int(k)}" for k in labels]
+
+
+def prompt_accuracy(folder, classifier, guidance: float, *, steps: int = 10, per_class: int = 10) -> float:
+    """Fraction of ``per_class`` samples per digit that the digits classifier assigns to the prompted digit."""
+    pipe = load_pipeline(folder, "text-to-image")
+    pipe.set_progress_bar_config(disable=True)
+    labels = torch.arange(10).repeat_interleave(per_class)
+    out = pipe(_captions(labels), num_inference_steps=steps, guidance_scale=guidance, output_type="pt",
+               generator=torch.Generator().manual_seed(0)).images
+    return float((classifier.classify(out * 2 - 1) == labels).float().mean())
+
+
+@pytest.mark.parametrize("recipe", ["short", "full"])
+def test_digits_diffusion_prompt_accuracy(digits16, classifier, tmp_path, recipe):
+    model = trained_diffusion("text-to-image", images=digits16["train"], captions=_captions(digits16["train_labels"]),
+                              cache_dir=tmp_path, image_size=SIZE, data_label="embedded digits",
+                              **DIGITS_RECIPES[recipe])
+    acc = {g: prompt_accuracy(model.folder, classifier, g) for g in (1.0, 2.0, 3.0, 7.5)}
+    print(f"\n{recipe}: train {model.info['train_seconds']} s, VAE MSE {model.info['vae_reconstruction_mse']:.4f}, "
+          f"prompt accuracy by guidance {acc}")
+    if recipe == "full":
+        assert min(acc[g] for g in (2.0, 3.0, 7.5)) >= 0.95
+    else:
+        assert acc[3.0] >= 0.8
+    assert acc[1.0] < acc[3.0]
+
+
+def test_digits_clip_zero_shot(digits16, tmp_path):
+    labels = digits16["test_labels"]
+    model = trained_clip(images=digits16["train"], captions=_captions(digits16["train_labels"]), cache_dir=tmp_path,
+                         heldout=(digits16["test"], labels, _captions(range(10))), data_label="embedded digits",
+                         **DIGITS_RECIPES["clip"])
+    print(f"\nclip: train {model.info['train_seconds']} s, zero-shot {model.info['zero_shot_accuracy']:.3f}")
+    assert model.info["zero_shot_accuracy"] >= 0.9
+
+
+def test_instruct_pix2pix_follows_instruction_and_image(tmp_path):
+    """Two instructions on random photo crops: outputs are closer to their own instruction's target than to the
+    other's (the loop passes the instruction), and depend on the input image (the loop passes the image)."""
+    import numpy as np
+
+    from imgx.data.photos import crops
+    from imgx.imageio import array_to_tensor
+
+    def targets(x):
+        gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1).repeat(1, 3, 1, 1)
+        return {"make it grayscale": gray, "invert the colors": -x}
+
+    train = array_to_tensor(crops(["astronaut", "rocket", "motorcycle", "hubble"], 512, SIZE,
+                                  np.random.default_rng(0)))
+    instructions = ["make it grayscale", "invert the colors"] * (len(train) // 2)
+    t = targets(train)
+    edited = torch.stack([t[ins][i] for i, ins in enumerate(instructions)])
+    model = trained_diffusion("instruct-pix2pix", images=edited, cond_images=train, captions=instructions,
+                              cache_dir=tmp_path, epochs=20, batch_size=64, lr=1e-3, seed=0, vae_epochs=10)
+    test = array_to_tensor(crops(["chelsea", "coffee"], 20, SIZE, np.random.default_rng(1)))
+    pipe = load_pipeline(model.folder, "instruct-pix2pix")
+    pipe.set_progress_bar_config(disable=True)
+    right = 0
+    tt = targets(test)
+    for ins, other in (("make it grayscale", "invert the colors"), ("invert the colors", "make it grayscale")):
+        out = pipe([ins] * len(test), image=(test + 1) / 2, num_inference_steps=20, guidance_scale=7.5,
+                   image_guidance_scale=1.5, output_type="pt", generator=torch.Generator().manual_seed(0)).images
+        out = out * 2 - 1
+        own = ((out - tt[ins]) ** 2).mean((1, 2, 3))
+        right += int((own < ((out - tt[other]) ** 2).mean((1, 2, 3))).sum())
+        # the image reaches the model: outputs follow their own input more than a shuffled one
+        assert own.mean() < ((out - tt[ins].roll(1, 0)) ** 2).mean()
+    accuracy = right / (2 * len(test))
+    print(f"\nip2p: train {model.info['train_seconds']} s, instruction accuracy {accuracy:.2f}")
+    assert accuracy >= 0.8
