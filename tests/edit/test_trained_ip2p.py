@@ -7,6 +7,7 @@ runner, so a guidance parameter that imgx swapped or dropped anywhere would brea
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,12 @@ from imgx.results import load_run
 from imgx.runner import run_suite
 from tests.helpers import write_suite
 
-pytestmark = pytest.mark.slow  # one short training (about a minute on 2 idle cores) and six swept cases
+# One short training and six swept cases: minutes. Not yet seen to finish on the shared CPU this was written on
+# (issue 15): disabled until a run on a quiet machine confirms the figures; IMGX_TRAINED_IP2P_TESTS=1 runs it.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.environ.get("IMGX_TRAINED_IP2P_TESTS"),
+                                 reason="trained-InstructPix2Pix behaviour tests not yet confirmed on a quiet machine; "
+                                        "set IMGX_TRAINED_IP2P_TESTS=1 to run them")]
 
 # The quickstart's recipe (suites/quickstart.yaml): short, and enough for the paper's trade-offs to show.
 RECIPE = "{epochs: 12, batch_size: 64, lr: 2.0e-3}"
