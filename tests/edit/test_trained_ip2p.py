@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow,
                                  reason="trained-InstructPix2Pix behaviour tests not yet confirmed on a quiet machine; "
                                         "set IMGX_TRAINED_IP2P_TESTS=1 to run them")]
 
-# The quickstart's recipe (suites/quickstart.yaml): short, and enough for the paper's trade-offs to show.
+# A short recipe, meant to be enough for the paper's trade-offs to show (not yet confirmed, see pytestmark).
 RECIPE = "{epochs: 12, batch_size: 64, lr: 2.0e-3}"
 DATA = "{name: photo-edits, image_size: 16, train: 1024, test: 4}"
 
