@@ -21,7 +21,7 @@ DATASETS.register("folder", "imgx.data.folder:load", tasks={"colorize", "generat
                   help="a folder of the user's own images")
 DATASETS.register("edit-csv", "imgx.data.folder:load_edit_csv", tasks={"edit"},
                   options={"image_size", "count", "path"},
-                  help="a CSV of image path, instruction and optional input/output captions")
+                  help="a CSV of image path, instruction and optional input/output captions and target")
 DATASETS.register("photo-pairs", "imgx.data.photo_pairs:load", tasks={"translate", "colorize"},
                   options={"image_size", "train", "test", "test_photos", "photos", "pair"},
                   help="paired crops of the embedded photos: pair edges, gray or blur -> photo (exact targets)")
@@ -43,6 +43,9 @@ STYLES = Registry("style")
 STYLES.register("sepia", "imgx.data.photo_styles:sepia", help="the classic sepia colour matrix")
 STYLES.register("sketch", "imgx.data.photo_styles:sketch", help="pencil sketch: gray dodged by its blurred negative")
 STYLES.register("winter", "imgx.data.photo_styles:winter", help="cold, washed out: desaturated, blue-shifted, lifted")
+DATASETS.register("photo-edits", "imgx.data.photo_edits:load", tasks={"edit"},
+                  options={"image_size", "train", "test", "instructions", "photos", "test_photos"},
+                  help="photo crops with instructions and their exact edited targets (held-out test photos)")
 
 
 def fingerprint(spec) -> str:
@@ -57,7 +60,7 @@ def fingerprint(spec) -> str:
 
     h = hashlib.sha256(spec.name.encode())
     package = {"photos": "scikit-image", "digits": "scikit-learn", "photo-pairs": "scikit-image",
-               "photo-styles": "scikit-image"}.get(spec.name)
+               "photo-styles": "scikit-image", "photo-edits": "scikit-image"}.get(spec.name)
     if package:
         h.update(metadata.version(package).encode())
     for where in (spec.root, spec.path):

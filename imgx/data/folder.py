@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from imgx.data.edit_csv import edit_csv_problems
 from imgx.data.photos import crops_from_arrays, square
 from imgx.errors import DataError
 from imgx.imageio import IMAGE_SUFFIXES, array_to_tensor, open_rgb
 
-CSV_COLUMNS = ("image", "instruction", "input_caption", "output_caption")
+CSV_COLUMNS = ("image", "instruction", "input_caption", "output_caption", "target")
+TARGET_RULE = "targets are centre-cropped and resized (LANCZOS) exactly like their inputs"
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -54,6 +56,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
         return {"images": [square(np.asarray(open_rgb(p)), size) for p in files], "names": [p.stem for p in files],
                 "paths": [str(p) for p in files], "instructions": [None] * len(files),
                 "input_captions": [None] * len(files), "output_captions": [None] * len(files),
+                "targets": [None] * len(files),
                 "info": {"source": str(spec.path), "images": len(files), "image_size": size}}
     train_files, test_files = _split(files, seed)
     rng = np.random.default_rng(seed)
@@ -102,21 +105,33 @@ def load_edit_csv(spec, seed: int, task: str) -> dict[str, Any]:
     missing = [c for c in CSV_COLUMNS[:2] if c not in rows[0]]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; columns are {', '.join(CSV_COLUMNS)} "
-                        "(captions optional)")
+                        "(captions and target optional)")
+    problems = edit_csv_problems(path, rows)
+    if problems:
+        raise DataError("; ".join(problems))
     rows = rows[: spec.count] if spec.count else rows
     size = spec.image_size or 512
-    images, paths = [], []
-    for i, row in enumerate(rows, start=2):
-        if not (row.get("image") or "").strip() or not (row.get("instruction") or "").strip():
-            raise DataError(f"{path}:{i}: empty image or instruction")
-        image_path = (path.parent / row["image"]).resolve()
-        images.append(square(np.asarray(open_rgb(image_path)), size))
+    images, paths, targets, resized = [], [], [], 0
+    for row in rows:
+        image_path = (path.parent / row["image"].strip()).resolve()
+        source = np.asarray(open_rgb(image_path))
+        images.append(square(source, size))
         paths.append(str(image_path))
+        target = (row.get("target") or "").strip()
+        if target:
+            target_array = np.asarray(open_rgb((path.parent / target).resolve()))
+            resized += target_array.shape[:2] != source.shape[:2]
+            targets.append(square(target_array, size))
+        else:
+            targets.append(None)
 
     def column(name: str) -> list[str | None]:
         return [(r.get(name) or "").strip() or None for r in rows]
 
     return {"images": images, "names": [Path(p).stem for p in paths], "paths": paths,
             "instructions": column("instruction"), "input_captions": column("input_caption"),
-            "output_captions": column("output_caption"),
-            "info": {"source": str(path), "rows": len(rows), "image_size": size}}
+            "output_captions": column("output_caption"), "targets": targets,
+            "info": {"source": str(path), "rows": len(rows), "image_size": size,
+                     "targets": sum(t is not None for t in targets), "target_rule": TARGET_RULE,
+                     "targets_resized_from_another_size": int(resized)}}
+

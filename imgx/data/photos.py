@@ -93,7 +93,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
         picked = [names[i % len(names)] for i in range(count)]
         return {"images": [square(photo(n), size) for n in picked], "names": picked,
                 "paths": [f"skimage.data:{n}" for n in picked], "instructions": [None] * count,
-                "input_captions": [None] * count, "output_captions": [None] * count,
+                "input_captions": [None] * count, "output_captions": [None] * count, "targets": [None] * count,
                 "info": {"source": "scikit-image", "photos": picked, "image_size": size}}
     test_names = list(spec.test_photos or DEFAULT_TEST_PHOTOS)
     train_names = [n for n in (spec.photos or PHOTOS) if n not in test_names]

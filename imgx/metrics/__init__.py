@@ -78,6 +78,13 @@ for _name, _display, _unit, _higher in (("target_mse", "MSE vs the true target",
 _metric("cycle_mse_aba", "cycle error A->B->A (MSE)", "", False, "full-reference", {"translate"}, requestable=False)
 _metric("cycle_mse_bab", "cycle error B->A->B (MSE)", "", False, "full-reference", {"translate"}, requestable=False)
 
+# Ground truth for edits (imgx.metrics.ground_truth): needs target images (photo-edits, edit-csv target column).
+_metric("target_mse", "MSE to the true edit", "", False, "full-reference", {"edit"})
+_metric("target_psnr", "PSNR to the true edit", "dB", True, "full-reference", {"edit"})
+_metric("target_ssim", "SSIM to the true edit", "", True, "full-reference", {"edit"})
+_metric("input_ssim", "SSIM to the input", "", True, "full-reference", {"edit"})
+_metric("instruction_accuracy", "instruction accuracy", "", True, "full-reference", {"edit"})
+
 FEATURE_EXTRACTORS = Registry("feature extractor")
 FEATURE_EXTRACTORS.register("inception-v3", "imgx.metrics.features:InceptionV3Features",
                             help="torch-fidelity Inception-v3 pool features (2048-d), the FID standard")
@@ -92,6 +99,12 @@ def metric_info(name: str) -> MetricInfo:
     """Metadata for a metric name; per-stage latency rows (``latency_ms_<stage>``) share latency's."""
     if name.startswith("latency_ms_") and name not in METRICS:
         return MetricInfo(name, name.replace("_", " "), "ms", False, "timing", frozenset(_ALL), False, False)
+    base, bracket, part = name.partition("[")
+    if bracket and part.endswith("]") and base in METRICS and name not in METRICS:  # per part: target_mse[invert]
+        from dataclasses import replace
+
+        info = METRICS.get(base)
+        return replace(info, name=name, display=f"{info.display} ({part[:-1]})", requestable=False)
     return METRICS.get(name)
 
 

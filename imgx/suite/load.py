@@ -233,8 +233,11 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
     for name, tol in case.regression.items():
         if not re.match(TOLERANCE_PATTERN, str(tol)):
             problems.add(loc + ("regression", name), f"tolerance {tol!r} is not a number or a percentage like 2%")
-    if task == "edit" and not case.prompts and case.data.name != "edit-csv":
-        problems.add(loc + ("prompts",), "an edit case needs prompts (or data: edit-csv with instructions)")
+    if task == "edit" and not case.prompts and case.data.name not in ("edit-csv", "photo-edits"):
+        problems.add(loc + ("prompts",), "an edit case needs prompts (or data: edit-csv or photo-edits, whose rows "
+                                         "carry instructions)")
+    if task == "edit" and "train" in case.model_fields_set and case.model.weights != "train":
+        problems.add(loc + ("train",), "train: applies to an edit case only with model.weights: train")
     if task == "text-to-image":
         _check_text_to_image(case, loc, problems)
     if task == "generate" and case.samples is not None and case.samples < 2:
@@ -314,6 +317,11 @@ def _check_data_spec(data, task: str, loc: tuple, problems: _Problems) -> None:
         problems.add(loc + (key,), f"data set {data.name!r} takes no option {key!r}")
     if data.name in ("folder", "edit-csv", "folder-pairs") and not data.path:
         problems.add(loc + ("path",), f"data set {data.name!r} needs a path")
+    elif data.name == "edit-csv" and Path(data.path).is_file():
+        from imgx.data.edit_csv import edit_csv_problems
+
+        for message in edit_csv_problems(Path(data.path)):
+            problems.add(loc + ("path",), message)
 
 
 def _check_text_to_image(case: CaseSpec, loc: tuple, problems: _Problems) -> None:

@@ -53,6 +53,7 @@ class DataSpec(_Strict):
     pair: str | None = None
     style: str | None = None
     direction: Literal["ab", "ba"] | None = None
+    instructions: list[str] | None = Field(None, min_length=1)
 
 
 class TrainSpec(_Strict):
@@ -143,9 +144,9 @@ AXIS_TASKS: dict[str, set[str]] = {
     "compile": {"edit", "text-to-image"},
     "channels_last": {"edit", "text-to-image"},
     "latent_dim": {"generate"},
-    "epochs": {"colorize", "generate", "translate", "text-to-image"},
-    "batch_size": {"colorize", "generate", "translate", "text-to-image"},
-    "lr": {"colorize", "generate", "translate", "text-to-image"},
+    "epochs": {"colorize", "generate", "translate", "text-to-image", "edit"},
+    "batch_size": {"colorize", "generate", "translate", "text-to-image", "edit"},
+    "lr": {"colorize", "generate", "translate", "text-to-image", "edit"},
     "loss": {"translate"},
     "lambda_l1": {"translate"},
 }

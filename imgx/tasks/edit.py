@@ -101,11 +101,15 @@ def run(case, ctx) -> CaseResult:
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
     from imgx.tasks.batched_sweep import edit_outputs
+    from imgx.models.ip2p_train import annotate_trained, prepare_trained
+    from imgx.tasks.edit_truth import truth_rows
 
     spec, inf = case.spec, case.spec.inference
     data = load_inputs(spec, case.seed, ctx.resources)
     pairs = make_pairs(spec, data, case.seed)
     images = data["images"]
+    trained = prepare_trained(case, ctx, data)  # weights: train (and CLIP model: train) -> folders trained here
+    spec = trained.spec if trained else spec
     loaded = load_pipeline(spec.model, case.device, ctx.cache_dir, ctx.resources)
     set_scheduler(loaded, inf.scheduler)
     pipe = loaded.pipe
@@ -142,6 +146,8 @@ def run(case, ctx) -> CaseResult:
     rows: list[MetricRow] = []
     info: dict[str, Any] = {}
     rows += _pixel_rows(spec.metrics, images, results, out_arrays, valid, case.seed)
+    rows += truth_rows(spec.metrics, data, results, out_arrays, valid, case.seed,
+                       vae=pipe.vae if trained and trained.trained_pipeline else None)
     rows += _clip_rows(spec, case, ctx, images, results, out_arrays, valid, outputs, info)
     if "latency" in spec.metrics:
         rows += latency_metric_rows(timed, device=case.device, steps=inf.num_inference_steps)
@@ -165,8 +171,11 @@ def run(case, ctx) -> CaseResult:
     })
     if info["random_weights"]:
         info["label"] = "random-weight pipeline (weights: tiny): images are noise-like, figures test plumbing only"
+    if trained:
+        detail = annotate_trained(trained, pairs, outputs, rows, info, detail)
     artifacts = _artifacts(ctx, case, spec, data, results, out_arrays, outputs)
-    return CaseResult(status=status, detail=detail, rows=rows, outputs=outputs, artifacts=artifacts, info=info)
+    return CaseResult(status=status, detail=detail, rows=rows, outputs=outputs, artifacts=artifacts, info=info,
+                      history=trained.history if trained else [])
 
 
 def _save_inputs(ctx, data: dict[str, Any]) -> list[str]:

@@ -17,16 +17,20 @@ SUITES = ["ip2p-guidance", "ip2p-schedulers", "ip2p-hardware"]
 def test_shipped_suite_validates_with_real_weights(name):
     suite = load_suite(ROOT / "suites" / f"{name}.yaml")
     cases = expand(suite)
-    assert cases and all(c.spec.model.weights == "timbrooks/instruct-pix2pix" for c in cases)
+    real = [c for c in cases if c.spec.model.weights != "train"]  # ip2p-guidance also has a trained-here variant
+    assert real and all(c.spec.model.weights == "timbrooks/instruct-pix2pix" for c in real)
     assert all("slow" in c.marks for c in cases)
 
 
 def test_guidance_grid_covers_the_recipe():
     cases = expand(load_suite(ROOT / "suites" / "ip2p-guidance.yaml"))
-    points = {(c.params["image_guidance_scale"], c.params["guidance_scale"]) for c in cases}
+    points = {(c.params["image_guidance_scale"], c.params["guidance_scale"]) for c in cases if c.base_id == "guidance"}
     assert (2.0, 10.0) in points and (1.0, 5.0) in points and (2.2, 10.0) in points
-    assert {c.spec.inference.num_inference_steps for c in cases} == {40}
-    assert len({c.seed for c in cases}) == 1  # guidance does not change the seed: points compare image for image
+    assert {c.spec.inference.num_inference_steps for c in cases if c.base_id == "guidance"} == {40}
+    for base in ("guidance", "trained"):  # guidance does not change the seed: points compare image for image
+        assert len({c.seed for c in cases if c.base_id == base}) == 1
+    trained = [c for c in cases if c.base_id == "trained"]
+    assert len(trained) == 16 and {c.spec.data.name for c in trained} == {"photo-edits"}
 
 
 def test_hardware_suite_on_the_tiny_pipeline_cpu(tmp_path):

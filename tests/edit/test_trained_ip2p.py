@@ -1,0 +1,106 @@
+"""An InstructPix2Pix trained here on photo-edits behaves as the paper says, measured through imgx's edit task.
+
+One short training is shared by every test here (a session run, cached on disk). The sweeps go through the real
+runner, so a guidance parameter that imgx swapped or dropped anywhere would break these assertions.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+from scipy.stats import spearmanr
+
+from imgx.results import load_run
+from imgx.runner import run_suite
+from tests.helpers import write_suite
+
+# One short training and six swept cases: minutes. Not yet seen to finish on the shared CPU this was written on
+# (issue 15): disabled until a run on a quiet machine confirms the figures; IMGX_TRAINED_IP2P_TESTS=1 runs it.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.environ.get("IMGX_TRAINED_IP2P_TESTS"),
+                                 reason="trained-InstructPix2Pix behaviour tests not yet confirmed on a quiet machine; "
+                                        "set IMGX_TRAINED_IP2P_TESTS=1 to run them")]
+
+# A short recipe, meant to be enough for the paper's trade-offs to show (not yet confirmed, see pytestmark).
+RECIPE = "{epochs: 12, batch_size: 64, lr: 2.0e-3}"
+DATA = "{name: photo-edits, image_size: 16, train: 1024, test: 4}"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> tuple[dict, list[dict], Path]:
+    folder = tmp_path_factory.mktemp("trained-ip2p")
+    suite = write_suite(folder, f"""
+        suite: trained
+        seed: 0
+        defaults:
+          task: edit
+          model: {{name: instruct-pix2pix, weights: train}}
+          data: {DATA}
+          train: {RECIPE}
+          inference: {{num_inference_steps: 20, warmup: 0, repeats: 1}}
+          metrics: [target_mse, input_ssim, instruction_accuracy]
+        cases:
+          - id: image
+            inference: {{guidance_scale: 7.5, num_inference_steps: 20, warmup: 0, repeats: 1}}
+            sweep: {{image_guidance_scale: [1.0, 1.5, 2.0, 3.0]}}
+          - id: text
+            inference: {{image_guidance_scale: 1.5, num_inference_steps: 20, warmup: 0, repeats: 1}}
+            sweep: {{guidance_scale: [1.0, 7.5]}}
+          - id: outside
+            data: {{name: photo-edits, image_size: 16, train: 1024, test: 1}}
+            prompts: ["invert the colors", "make it snowy"]
+        """)
+    summary = run_suite(suite, folder / "out", quiet=True, report=False)
+    assert summary.exit_code == 0, summary.failed_cases
+    manifest, records = load_run(folder / "out")
+    with open(folder / "out" / "results.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return {r["case_id"]: r for r in records}, rows, folder / "out"
+
+
+def _value(rows, case_id: str, metric: str, reference: str = "") -> float:
+    row = next(r for r in rows if r["case_id"] == case_id and r["metric"] == metric and r["reference"] == reference)
+    assert row["status"] == "ok", row
+    return float(row["value"])
+
+
+def test_raising_image_guidance_keeps_more_of_the_input(trained_run):
+    _, rows, _ = trained_run
+    scales = [1.0, 1.5, 2.0, 3.0]
+    ssim = [_value(rows, f"image[image_guidance_scale={s}]", "input_ssim") for s in scales]
+    assert spearmanr(scales, ssim).statistic >= 0.8, ssim
+
+
+def test_text_guidance_makes_the_instruction_win(trained_run):
+    _, rows, _ = trained_run
+    low = _value(rows, "text[guidance_scale=1.0]", "instruction_accuracy")
+    high = _value(rows, "text[guidance_scale=7.5]", "instruction_accuracy")
+    assert high > low, (low, high)
+    chance = _value(rows, "text[guidance_scale=7.5]", "instruction_accuracy", "identity")
+    assert high > chance
+
+
+def test_trained_case_reports_its_provenance(trained_run):
+    records, rows, _ = trained_run
+    rec = records["text[guidance_scale=7.5]"]
+    assert rec["info"]["label"] == "trained here on photo-edits (1024 crops, 8 instructions)"
+    assert rec["detail"].startswith("trained here on photo-edits")
+    assert {h["stage"] for h in rec["history"]} == {"vae", "denoiser"}
+    assert _value(rows, "text[guidance_scale=7.5]", "train_seconds") > 0
+    floor = _value(rows, "text[guidance_scale=7.5]", "target_mse", "vae-floor")
+    assert 0 < floor < _value(rows, "text[guidance_scale=7.5]", "target_mse", "identity")
+    assert rec["info"]["trained"]["model_kind"] == "instruct-pix2pix"
+
+
+def test_prompts_outside_the_training_set_run_and_are_flagged(trained_run):
+    records, rows, _ = trained_run
+    rec = records["outside"]
+    assert rec["status"] == "ok" and len(rec["outputs"]) == 16  # 8 rows of one crop x 2 prompts
+    assert rec["info"]["prompts_outside_training_set"] == ["make it snowy"]
+    assert "1 prompt(s) outside the trained instruction set" in rec["detail"]
+    assert {o["prompt"]: o["in_training_set"] for o in rec["outputs"]} == {"invert the colors": True,
+                                                                          "make it snowy": False}
+    assert rec["info"]["trained"]["reused_from_cache"]  # another data view, same training data: the disk cache
