@@ -68,20 +68,14 @@ _metric("train_seconds", "training time", "s", False, "timing", {"colorize", "ge
         requestable=False, quality=False)
 _metric("train_images_per_second", "training throughput", "img/s", True, "timing",
         {"colorize", "generate", "translate", "text-to-image"}, requestable=False, quality=False)
-# Against a known truth that is not the training target: edit (issue 15) and translate's hidden style truth.
-# Registered once for both tasks, whichever change lands first.
-for _name, _display, _unit, _higher in (("target_mse", "MSE vs the true target", "", False),
-                                        ("target_psnr", "PSNR vs the true target", "dB", True),
-                                        ("target_ssim", "SSIM vs the true target", "", True)):
-    if _name not in METRICS:
-        _metric(_name, _display, _unit, _higher, "full-reference", {"edit", "translate"})
 _metric("cycle_mse_aba", "cycle error A->B->A (MSE)", "", False, "full-reference", {"translate"}, requestable=False)
 _metric("cycle_mse_bab", "cycle error B->A->B (MSE)", "", False, "full-reference", {"translate"}, requestable=False)
 
-# Ground truth for edits (imgx.metrics.ground_truth): needs target images (photo-edits, edit-csv target column).
-_metric("target_mse", "MSE to the true edit", "", False, "full-reference", {"edit"})
-_metric("target_psnr", "PSNR to the true edit", "dB", True, "full-reference", {"edit"})
-_metric("target_ssim", "SSIM to the true edit", "", True, "full-reference", {"edit"})
+# Against a known truth: the true edit (imgx.metrics.ground_truth; photo-edits, edit-csv target column) and
+# translate's hidden style truth (photo-styles).
+_metric("target_mse", "MSE to the true target", "", False, "full-reference", {"edit", "translate"})
+_metric("target_psnr", "PSNR to the true target", "dB", True, "full-reference", {"edit", "translate"})
+_metric("target_ssim", "SSIM to the true target", "", True, "full-reference", {"edit", "translate"})
 _metric("input_ssim", "SSIM to the input", "", True, "full-reference", {"edit"})
 _metric("instruction_accuracy", "instruction accuracy", "", True, "full-reference", {"edit"})
 

@@ -100,8 +100,8 @@ def run(case, ctx) -> CaseResult:
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
-    from imgx.tasks.batched_sweep import edit_outputs
     from imgx.models.ip2p_train import annotate_trained, prepare_trained
+    from imgx.tasks.batched_sweep import edit_outputs
     from imgx.tasks.edit_truth import truth_rows
 
     spec, inf = case.spec, case.spec.inference
