@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imgx.data.photos import DEFAULT_TEST_PHOTOS, PHOTOS, crops
+from imgx.data.photos import crops, split_photos
 from imgx.errors import DataError
 
 DEFAULT_SIZE = 16
@@ -137,13 +137,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     """
     size = spec.image_size or DEFAULT_SIZE
     keys = resolve_edits(spec.instructions)
-    test_names = list(spec.test_photos or DEFAULT_TEST_PHOTOS)
-    train_names = [n for n in (spec.photos or PHOTOS) if n not in test_names]
-    for n in test_names + train_names:
-        if n not in PHOTOS:
-            raise DataError(f"unknown photo {n!r}; available: {', '.join(PHOTOS)}")
-    if not train_names:
-        raise DataError("photo-edits: every photo is in test_photos; nothing is left to train on")
+    train_names, test_names = split_photos(spec)
     rng = np.random.default_rng(seed)
     n_train, n_test = spec.train or DEFAULT_TRAIN, spec.test or DEFAULT_TEST
     train_in, train_photo = _crops_by_photo(train_names, n_train, size, rng)

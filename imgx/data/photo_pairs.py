@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from imgx.data.photos import DEFAULT_TEST_PHOTOS, PHOTOS, crops
+from imgx.data.photos import crops, split_photos
 from imgx.errors import DataError
 
 DEFAULT_SIZE = 32
@@ -60,18 +60,6 @@ def data_seed(spec, *parts: Any) -> int:
     from imgx.suite.expand import stable_seed
 
     return stable_seed(spec.name, spec.image_size, spec.train, spec.test, spec.photos, spec.test_photos, *parts)
-
-
-def split_photos(spec) -> tuple[list[str], list[str]]:
-    """``(train_names, test_names)``: the held-out test photos never appear in training."""
-    test_names = list(spec.test_photos or DEFAULT_TEST_PHOTOS)
-    train_names = [n for n in (spec.photos or PHOTOS) if n not in test_names]
-    for n in test_names + train_names:
-        if n not in PHOTOS:
-            raise DataError(f"unknown photo {n!r}; available: {', '.join(PHOTOS)}")
-    if not train_names:
-        raise DataError(f"{spec.name}: every photo is in test_photos; nothing is left to train on")
-    return train_names, test_names
 
 
 def load(spec, seed: int, task: str) -> dict[str, Any]:

@@ -79,6 +79,18 @@ def square(img: np.ndarray, size: int) -> Image.Image:
     return Image.fromarray(img[top:top + s, left:left + s]).resize((size, size), Image.Resampling.LANCZOS)
 
 
+def split_photos(spec) -> tuple[list[str], list[str]]:
+    """``(train_names, test_names)``: the held-out test photos never appear in training."""
+    test_names = list(spec.test_photos or DEFAULT_TEST_PHOTOS)
+    train_names = [n for n in (spec.photos or PHOTOS) if n not in test_names]
+    for n in test_names + train_names:
+        if n not in PHOTOS:
+            raise DataError(f"unknown photo {n!r}; available: {', '.join(PHOTOS)}")
+    if not train_names:
+        raise DataError(f"{spec.name}: every photo is in test_photos; nothing is left to train on")
+    return train_names, test_names
+
+
 def load(spec, seed: int, task: str) -> dict[str, Any]:
     """Load ``photos`` for a task (see the data loader contract in :mod:`imgx.data`)."""
     from imgx.imageio import array_to_tensor
@@ -95,13 +107,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
                 "paths": [f"skimage.data:{n}" for n in picked], "instructions": [None] * count,
                 "input_captions": [None] * count, "output_captions": [None] * count, "targets": [None] * count,
                 "info": {"source": "scikit-image", "photos": picked, "image_size": size}}
-    test_names = list(spec.test_photos or DEFAULT_TEST_PHOTOS)
-    train_names = [n for n in (spec.photos or PHOTOS) if n not in test_names]
-    for n in test_names + train_names:
-        if n not in PHOTOS:
-            raise DataError(f"unknown photo {n!r}; available: {', '.join(PHOTOS)}")
-    if not train_names:
-        raise DataError("photos: every photo is in test_photos; nothing is left to train on")
+    train_names, test_names = split_photos(spec)
     rng = np.random.default_rng(seed)
     # text-to-image only needs reference images (FID/KID), so fewer by default than the colorizer trains on
     n_train, n_test = (8192, 1024) if task == "colorize" else (256, 256)
