@@ -18,12 +18,16 @@ from collections import Counter
 from imgx.models.tiny import bytes_to_unicode
 
 # Bump when the micro architectures or the tokenizer construction change (part of every trained model's key).
-MICRO_VERSION = 4
+MICRO_VERSION = 5
 KINDS = {"text-to-image": 4, "instruct-pix2pix": 8}  # kind -> UNet input channels
 TEXT_HIDDEN = 32
-# Context length: CLIP's 77 cost a quarter of every training step (text encoder and cross-attention over padding)
-# while imgx's captions and instructions are a handful of words; longer prompts truncate exactly as CLIP's do.
-CONTEXT = 32
+# Context length: the longest training caption, in tokens with BOS and EOS, rounded up to a multiple of
+# CONTEXT_STEP (at most CONTEXT). Padding positions dilute the caption: with CLIP's 77 (or a fixed 32) for
+# five-word captions, the text encoder's output over the context was mostly padding, and the micro UNet took
+# about 700 steps to follow the digit a prompt names against about 450 with a context of 8 (issue 14).
+# Longer prompts at inference truncate exactly as CLIP's do.
+CONTEXT = 77
+CONTEXT_STEP = 8
 TOKEN_INIT_SCALE = 10.0
 SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
             "prediction_type": "epsilon", "timestep_spacing": "trailing", "steps_offset": 1, "clip_sample": False,
@@ -69,13 +73,14 @@ def _learn_merges(words: Counter) -> list[tuple[str, str]]:
             seqs[w] = out
 
 
-def word_tokenizer(captions: list[str], *, max_length: int = CONTEXT):
+def word_tokenizer(captions: list[str], *, max_length: int | None = None):
     """A CLIP tokenizer whose vocabulary holds every caption word as a whole token (``word</w>``).
 
     The 512 byte-level tokens of :func:`imgx.models.tiny.tiny_clip_tokenizer` stay in the vocabulary, so an
     unseen word still tokenizes (into the pieces the merges can build, else into single bytes); BPE merges
     learned on the captions' words come next, then ``<|startoftext|>`` and ``<|endoftext|>`` (also pad and unk).
-    Lower-cased as CLIP's; ``max_length`` tokens of context (BOS and EOS included), truncated as CLIP's.
+    Lower-cased as CLIP's; ``max_length`` tokens of context (BOS and EOS included; default: the longest
+    caption's tokens rounded up to a multiple of ``CONTEXT_STEP``, at most ``CONTEXT``), truncated as CLIP's.
     """
     from transformers import CLIPTokenizer
 
@@ -87,7 +92,11 @@ def word_tokenizer(captions: list[str], *, max_length: int = CONTEXT):
         vocab.setdefault(a + b, len(vocab))
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=list(merges), model_max_length=max_length)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=list(merges), model_max_length=max_length or CONTEXT)
+    if max_length is None:
+        longest = max((len(ids) for ids in tokenizer(list(captions), verbose=False).input_ids), default=2)
+        tokenizer.model_max_length = min(CONTEXT, -(-longest // CONTEXT_STEP) * CONTEXT_STEP)
+    return tokenizer
 
 
 def text_config(tokenizer, *, hidden: int = TEXT_HIDDEN, layers: int = 2, heads: int = 4, intermediate: int = 37,
@@ -115,15 +124,20 @@ def micro_vae(seed: int):
 
 
 def micro_unet(in_channels: int, latent_size: int, seed: int):
-    """``UNet2DConditionModel`` (~1M parameters) over ``latent_size``-square latents, cross-attending to text."""
+    """``UNet2DConditionModel`` (~1M parameters) over ``latent_size``-square latents, cross-attending to text.
+
+    Cross-attention sits at the coarse level only (and the mid block), as in diffusers' own small test UNets:
+    at full latent resolution it cost 40% of every training step (CPU attention kernels at head width 8) and
+    the model learned to follow prompts no faster per step (issue 14's measurements).
+    """
     import torch
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
     return UNet2DConditionModel(
         sample_size=latent_size, in_channels=in_channels, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=TEXT_HIDDEN,
+        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_HIDDEN,
         attention_head_dim=8, norm_num_groups=16, transformer_layers_per_block=1,
         # The caption, attention-pooled, is also added to the timestep embedding (diffusers' "text" addition
         # embedding): through cross-attention alone a micro UNet learned the digits but ignored which one the

@@ -37,7 +37,10 @@ def test_word_tokenizer_whole_words_fallback_and_round_trip(tmp_path):
     assert tok.unk_token_id not in unseen[1:-1]  # byte fallback, no unknown tokens
     assert unseen[0] == tok.bos_token_id and unseen[-1] == tok.eos_token_id
     long = tok("digit " * 200, truncation=True).input_ids
-    assert len(long) == tok.model_max_length == 32 and long[-1] == tok.eos_token_id
+    # The context fits the longest caption (6 tokens with BOS and EOS) rounded up to 8; longer prompts truncate.
+    assert len(long) == tok.model_max_length == 8 and long[-1] == tok.eos_token_id
+    assert word_tokenizer(captions + ["one two three four five six seven"]).model_max_length == 16
+    assert word_tokenizer(["word " * 100]).model_max_length == 77  # never past CLIP's context
     assert word_tokenizer(captions, max_length=77).model_max_length == 77
     tok.save_pretrained(tmp_path)
     again = CLIPTokenizer.from_pretrained(tmp_path)
