@@ -35,7 +35,7 @@ DROPOUT = {"text-to-image": {"drop_text": 0.1, "drop_image": 0.0, "drop_both": 0
            "instruct-pix2pix": {"drop_text": 0.05, "drop_image": 0.05, "drop_both": 0.05}}
 # Recipes for the embedded digits at 16x16 (checked by tests/train/test_trained_quality.py): "full" for the
 # guidance suite (920 denoiser steps), "short" for the quickstart (460), "clip" for the CLIP behind clip_score.
-# The VAE trains for a fifth of the denoiser's epochs (trained_diffusion's default).
+# The VAE sees a quarter of the images the denoiser sees (trained_diffusion's default): 10 epochs for "full".
 DIGITS_RECIPES = {
     "full": {"epochs": 40, "batch_size": 64, "lr": 2e-3, "seed": 0},
     "short": {"epochs": 20, "batch_size": 64, "lr": 2e-3, "seed": 0},
@@ -170,8 +170,9 @@ def trained_diffusion(kind: str, *, images, captions: list[str], cond_images=Non
             (``StableDiffusionInstructPix2PixPipeline``; ``images`` are the edited images, ``cond_images`` the
             inputs and ``captions`` the instructions).
         images: ``(N, 1 or 3, H, W)`` in ``[-1, 1]``; resized to ``image_size`` (default: their own size).
-        epochs, batch_size, lr: the denoiser's recipe; ``vae_epochs`` (default ``max(2, epochs // 5)``) and
-            ``vae_lr`` (default ``2 * lr``) the autoencoder's.
+        epochs, batch_size, lr: the denoiser's recipe; ``vae_epochs`` and ``vae_lr`` (default ``2 * lr``) the
+            autoencoder's (default epochs: it sees a quarter of the images the denoiser sees, at least 2 epochs;
+            an InstructPix2Pix VAE trains on inputs and targets, twice the images per epoch).
         cache_dir: imgx's cache; the folder is ``<cache_dir>/trained/<kind>-<key>/``.
         data_label: what the data are, for the label (default "images").
 
@@ -190,7 +191,8 @@ def trained_diffusion(kind: str, *, images, captions: list[str], cond_images=Non
     if len(captions) != len(images) or (cond_images is not None and len(cond_images) != len(images)):
         raise ValueError("images, captions (and cond_images) must have the same length")
     image_size = int(image_size or images.shape[-1])
-    vae_epochs = int(vae_epochs if vae_epochs is not None else max(2, epochs // 5))
+    vae_images = len(images) * (2 if cond_images is not None else 1)
+    vae_epochs = int(vae_epochs if vae_epochs is not None else max(2, round(epochs * len(images) / (4 * vae_images))))
     vae_lr = float(vae_lr if vae_lr is not None else 2 * lr)
     recipe = {"kind": kind, "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "vae_epochs": vae_epochs, "vae_lr": vae_lr, "seed": seed, "dropout": DROPOUT[kind],

@@ -114,6 +114,28 @@ def edit_outputs(case, ctx, loaded, images: list, pairs: list) -> SweepOutputs |
     return outputs_for(case, ctx, compute)
 
 
+def text_to_image_outputs(case, ctx, loaded, calls: list, size: int | None) -> SweepOutputs | None:
+    """:func:`outputs_for` for the ``text-to-image`` task: every image of every call of every case of the group.
+
+    Each image is its own point (its own generator, as a bare call with a list of generators draws it).
+    """
+
+    def compute(group: list) -> dict[str, SweepOutputs]:
+        from imgx.diffusion.batched import Point, TextToImageBranches, default_max_batch, denoise_points
+
+        inf, pipe = case.spec.inference, loaded.pipe
+        samples = [s for call in calls for s in call]
+        points = [Point(s.prompt, s.seed, c.spec.inference.guidance_scale) for c in group for s in samples]
+        side = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
+        max_batch = inf.max_batch or default_max_batch(pipe, case.device, side, side, TextToImageBranches)
+        made = denoise_points(pipe, points, num_inference_steps=inf.num_inference_steps,
+                              branches=TextToImageBranches, max_batch=max_batch, height=size, width=size,
+                              progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))
+        return split(group, len(samples), made, max_batch)
+
+    return outputs_for(case, ctx, compute)
+
+
 def split(group: list, per_case: int, made, max_batch: int) -> dict[str, SweepOutputs]:
     """Cut :func:`~imgx.diffusion.batched.denoise_points` results into per-case outputs (case-major order)."""
     peak, what = made.peak_memory_mb if made.peak_memory_mb else (None, "")

@@ -89,8 +89,8 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
     With fewer items than ``repeats`` the first item is called again (timed, output discarded) until there are.
     Without ``per_image`` each call gives one result (its first image); with it, a call of ``B`` images gives
     ``B`` results, ``(per_image(item, j), image j, flag j)``. With ``precomputed`` (one ``(image, nsfw)`` per item,
-    e.g. from a batched sweep) no item is called for its output: only the ``warmup`` and ``repeats`` calls of the
-    first item run, timed, so latency keeps meaning one call.
+    e.g. from a batched sweep; one per image with ``per_image``) no item is called for its output: only the
+    ``warmup`` and ``repeats`` calls of the first item run, timed, so latency keeps meaning one call.
     """
     from imgx.metrics.timing import Clock, StageTimer, peak_memory_mb, reset_peak_memory
 
@@ -110,7 +110,11 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
             return out
 
         if precomputed is not None:
-            results = [(item, image, nsfw) for item, (image, nsfw) in zip(items, precomputed, strict=True)]
+            if per_image:  # one precomputed output per image; items are sequences of their images' specs
+                made = iter(precomputed)
+                results = [(per_image(item, j), *next(made)) for item in items for j in range(len(item))]
+            else:
+                results = [(item, image, nsfw) for item, (image, nsfw) in zip(items, precomputed, strict=True)]
         else:
             for item in (progress(items, desc=desc[:40], unit="img") if progress else items):
                 out = timed(item)

@@ -11,6 +11,9 @@ Steps of a case:
     3. One pipeline call per prompt making ``samples`` images (``num_images_per_prompt``), each image with its own
        CPU ``torch.Generator`` seeded from the case seed, the prompt and the sample index; warm-up, timing,
        stage split and repeats exactly as ``edit`` (:mod:`imgx.tasks.diffusion_common`). Latency is per call.
+       Cases of a sweep that differ only in ``guidance_scale`` make their images together in batched denoising
+       loops (:mod:`imgx.tasks.batched_sweep`, each image as a bare call with its seed makes it); latency then
+       comes from ``warmup`` + ``repeats`` single calls of the first prompt, never from the batched loops.
     4. Each output is checked (NaN, all black, safety checker), saved and written to ``outputs.csv`` with what a
        bare diffusers call needs to reproduce it: ``pipe(prompt, num_images_per_prompt=len(call_seeds),
        generator=[torch.Generator("cpu").manual_seed(s) for s in call_seeds], num_inference_steps=...,
@@ -380,6 +383,7 @@ def run(case, ctx) -> CaseResult:
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
+    from imgx.tasks.batched_sweep import text_to_image_outputs
 
     spec, inf = case.spec, case.spec.inference
     data = load_data(spec.data, case.seed, ctx.resources)
@@ -403,10 +407,14 @@ def run(case, ctx) -> CaseResult:
         generators = [torch.Generator("cpu").manual_seed(s.seed) for s in group]
         return pipe(prompt=group[0].prompt, num_images_per_prompt=len(group), generator=generators, **call_kwargs)
 
+    sweep = text_to_image_outputs(case, ctx, loaded, calls, size)  # None: one pipeline call per prompt
+    single_calls = sweep is None or "latency" in spec.metrics  # latency never comes from batched loops
     timed = timed_calls(calls, call, stage_modules(pipe, image_encode=False), device=case.device,
-                        warmup=inf.warmup, repeats=inf.repeats, progress=ctx.progress, desc=case.id,
-                        per_image=lambda group, j: group[j])
+                        warmup=inf.warmup if single_calls else 0, repeats=inf.repeats if single_calls else 0,
+                        progress=ctx.progress, desc=case.id, per_image=lambda group, j: group[j],
+                        precomputed=None if sweep is None else list(zip(sweep.images, sweep.nsfw, strict=True)))
     samples: list[Sample] = [item for item, _, _ in timed.results]
+    batch_points = {id(s): n for s, n in zip(samples, sweep.batch_points, strict=True)} if sweep else {}
     weights_label = "train" if trained is not None else loaded.info["weights"]
 
     def describe(s: Sample) -> tuple[list[Any], dict[str, Any]]:
@@ -415,7 +423,8 @@ def run(case, ctx) -> CaseResult:
             "sample": s.sample, "call_seeds": json.dumps(list(s.call_seeds)), "scheduler": inf.scheduler,
             "num_inference_steps": inf.num_inference_steps, "guidance_scale": inf.guidance_scale,
             "height": size or "", "width": size or "", "dtype": spec.model.dtype, "device": case.device,
-            "generator_device": "cpu", "weights": weights_label, "model_path": loaded.info["path"]}
+            "generator_device": "cpu", "weights": weights_label, "model_path": loaded.info["path"],
+            "batch_points": batch_points.get(id(s), 1)}
 
     outputs, arrays, valid, invalid = save_outputs(ctx, case.id, timed, describe)
     for o, a in zip(outputs, arrays, strict=True):
@@ -472,8 +481,13 @@ def run(case, ctx) -> CaseResult:
             rows.append(MetricRow("train_images_per_second", n_img / seconds, "img/s", n=n_img,
                                   detail="images seen in VAE and denoiser epochs per second"))
 
+    if sweep is not None:
+        rows += sweep.rows()
+        info["batched_sweep"] = sweep.info
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(outputs), spec.max_invalid)
+    if sweep is not None and sweep.halvings:
+        detail = "; ".join(filter(None, [detail, *sweep.halvings]))
     info.update({
         "model": dict(loaded.info),
         "random_weights": bool(loaded.info.get("random_weights")),

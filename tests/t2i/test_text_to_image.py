@@ -99,3 +99,35 @@ def test_the_loader_refuses_a_folder_of_the_other_kind(tiny_t2i_dir, tmp_path):
     loaded = load_pipeline(ModelSpec(name="stable-diffusion", weights=str(tiny_t2i_dir)), "cpu", tmp_path, {},
                            kind="text-to-image")
     assert loaded.info["pipeline"] == "StableDiffusionPipeline" and loaded.info["random_weights"] is True
+
+
+def test_guidance_sweep_runs_batched_and_reproduces(tmp_path, tiny_t2i_dir):
+    """Cases differing only in guidance make their images in shared denoising loops; each image is still what a
+    bare diffusers call with its seeds makes (within float rounding), and latency still comes from single calls."""
+    from diffusers import StableDiffusionPipeline
+
+    suite = t2i_suite(tmp_path, metrics="[prompt_accuracy, latency]",
+                      extra="    sweep:\n      guidance_scale: [1.0, 3.0, 7.5]\n")
+    summary = run_suite(suite, tmp_path / "out", quiet=True, report=False)
+    assert summary.exit_code == 0, summary.failed_cases
+    out = tmp_path / "out"
+    _, records = load_run(out)
+    first = records[0]["info"]["batched_sweep"]
+    assert first["images"] == 12 and first["cases"] == 3  # 3 guidance points x 2 prompts x 2 samples
+    rows = _csv(out / "results.csv")
+    assert any(r["metric"] == "sweep_images_per_second" and r["status"] == "ok" for r in rows)
+    latency = [r for r in rows if r["metric"] == "latency_ms_p50"]
+    assert len(latency) == 3 and all(r["status"] == "ok" for r in latency)
+    outputs = _csv(out / "outputs.csv")
+    assert len(outputs) == 12 and all(int(o["batch_points"]) > 1 for o in outputs)
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_t2i_dir)
+    pipe.set_progress_bar_config(disable=True)
+    for o in outputs:
+        seeds = json.loads(o["call_seeds"])
+        bare = pipe(o["prompt"], num_images_per_prompt=len(seeds), height=int(o["height"]), width=int(o["width"]),
+                    num_inference_steps=int(o["num_inference_steps"]), guidance_scale=float(o["guidance_scale"]),
+                    generator=[torch.Generator("cpu").manual_seed(s) for s in seeds]).images[int(o["sample"])]
+        a = np.asarray(bare).astype(np.float64)
+        b = np.asarray(Image.open(out / o["path"])).astype(np.float64)
+        mse = ((a - b) ** 2).mean()
+        assert np.abs(a - b).max() <= 2 and (mse == 0 or 10 * np.log10(255**2 / mse) >= 45), o["path"]
