@@ -267,7 +267,7 @@ def guidance_grids(outputs: list[dict[str, Any]], embedder: ImageEmbedder, rando
         if input_image is not None and not input_image.ok:
             input_image = None  # an input outside the run directory is named, not shown
         grids.append(GuidanceGrid(
-            input_label=name or "(embedded input)", input_image=input_image, prompt=prompt,
+            input_label=name, input_image=input_image, prompt=prompt,  # "" for text-to-image: no input
             fixed=dict(fixed), row_axis=row_axis, col_axis=col_axis,
             row_values=sorted({k[0] for k in cells}, key=_sort_key),
             col_values=sorted({k[1] for k in cells}, key=_sort_key), cells=cells,

@@ -98,6 +98,7 @@ def test_edit_grids_hold_every_output_once(synthetic_report, synthetic_run):
     # one cell per output (alt names its guidance pair), one input per grid; no case-panel duplicate of outputs
     assert grids.count('alt="image_guidance_scale=') == len(edit)
     assert grids.count('alt="input"') == len(edit) // 4  # 2 x 2 guidance values per grid
+    assert grids.count("input: <code>") == len(edit) // 4  # each grid names its input
     assert "outputs" not in [g for g in re.findall(r"<h4>([^<]+)</h4>", html)]
 
 

@@ -63,6 +63,7 @@ def test_rows_outputs_and_provenance(tiny_run):
     assert (out / record["artifacts"]["grid"]).is_file()
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Text-to-image" in html and "Samples by prompt" in html
+    assert "input: <code>" not in html  # text-to-image panels name no input image
 
 
 def test_outputs_reproduce_with_a_bare_diffusers_call(tiny_run, tiny_t2i_dir):
