@@ -117,7 +117,9 @@ def edit_outputs(case, ctx, loaded, images: list, pairs: list) -> SweepOutputs |
 def text_to_image_outputs(case, ctx, loaded, calls: list, size: int | None) -> SweepOutputs | None:
     """:func:`outputs_for` for the ``text-to-image`` task: every image of every call of every case of the group.
 
-    Each image is its own point (its own generator, as a bare call with a list of generators draws it).
+    Each image is its own point (its own generator, as a bare call with a list of generators draws it). Without
+    ``max_batch`` a loop holds at least one bare call's images (``samples``), so batching never runs the UNet on
+    smaller batches than the calls it replaces.
     """
 
     def compute(group: list) -> dict[str, SweepOutputs]:
@@ -127,7 +129,9 @@ def text_to_image_outputs(case, ctx, loaded, calls: list, size: int | None) -> S
         samples = [s for call in calls for s in call]
         points = [Point(s.prompt, s.seed, c.spec.inference.guidance_scale) for c in group for s in samples]
         side = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
-        max_batch = inf.max_batch or default_max_batch(pipe, case.device, side, side, TextToImageBranches)
+        per_call = max(len(call) for call in calls)
+        max_batch = inf.max_batch or max(per_call, default_max_batch(pipe, case.device, side, side,
+                                                                     TextToImageBranches))
         made = denoise_points(pipe, points, num_inference_steps=inf.num_inference_steps,
                               branches=TextToImageBranches, max_batch=max_batch, height=size, width=size,
                               progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))

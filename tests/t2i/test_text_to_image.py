@@ -132,3 +132,13 @@ def test_guidance_sweep_runs_batched_and_reproduces(tmp_path, tiny_t2i_dir):
         b = np.asarray(Image.open(out / o["path"])).astype(np.float64)
         mse = ((a - b) ** 2).mean()
         assert np.abs(a - b).max() <= 2 and (mse == 0 or 10 * np.log10(255**2 / mse) >= 45), o["path"]
+
+
+def test_batched_loops_hold_at_least_one_bare_calls_images(tmp_path):
+    """A bare call already runs `samples` images in one UNet batch: batching must not run smaller ones."""
+    suite = t2i_suite(tmp_path, prompts='["a handwritten digit 3"]', samples=5, metrics="[prompt_accuracy]",
+                      extra="    sweep:\n      guidance_scale: [1.0, 3.0]\n")
+    summary = run_suite(suite, tmp_path / "out", quiet=True, report=False)
+    assert summary.exit_code == 0, summary.failed_cases
+    sweep = load_run(tmp_path / "out")[1][0]["info"]["batched_sweep"]
+    assert sweep["loops"] == [5, 5] and sweep["max_batch"] == 5  # CPU default 4 < 5 images per call
