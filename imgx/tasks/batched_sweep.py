@@ -49,6 +49,16 @@ class SweepOutputs:
                           detail=detail)]
 
 
+def record(sweep: SweepOutputs | None, rows: list[MetricRow], info: dict[str, Any], detail: str) -> str:
+    """Add a batched sweep's row and provenance to a finished case; returns ``detail`` with any out-of-memory
+    halvings appended (unchanged when the case ran one pipeline call per output)."""
+    if sweep is None:
+        return detail
+    rows += sweep.rows()
+    info["batched_sweep"] = sweep.info
+    return "; ".join(filter(None, [detail, *sweep.halvings]))
+
+
 def group_key(case) -> str:
     """What a case shares with the other points of its group: everything but the guidance scales."""
     config = copy.deepcopy(case.config)

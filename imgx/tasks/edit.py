@@ -102,6 +102,7 @@ def run(case, ctx) -> CaseResult:
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
     from imgx.models.ip2p_train import annotate_trained, prepare_trained
     from imgx.tasks.batched_sweep import edit_outputs
+    from imgx.tasks.batched_sweep import record as record_sweep
     from imgx.tasks.edit_truth import truth_rows
 
     spec, inf = case.spec, case.spec.inference
@@ -152,13 +153,9 @@ def run(case, ctx) -> CaseResult:
     if "latency" in spec.metrics:
         rows += latency_metric_rows(timed, device=case.device, steps=inf.num_inference_steps)
 
-    if sweep is not None:
-        rows += sweep.rows()
-        info["batched_sweep"] = sweep.info
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(results), spec.max_invalid)
-    if sweep is not None and sweep.halvings:
-        detail = "; ".join(filter(None, [detail, *sweep.halvings]))
+    detail = record_sweep(sweep, rows, info, detail)
 
     info.update({
         "model": {k: v for k, v in loaded.info.items()},

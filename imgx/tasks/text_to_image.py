@@ -383,6 +383,7 @@ def run(case, ctx) -> CaseResult:
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
+    from imgx.tasks.batched_sweep import record as record_sweep
     from imgx.tasks.batched_sweep import text_to_image_outputs
 
     spec, inf = case.spec, case.spec.inference
@@ -481,13 +482,9 @@ def run(case, ctx) -> CaseResult:
             rows.append(MetricRow("train_images_per_second", n_img / seconds, "img/s", n=n_img,
                                   detail="images seen in VAE and denoiser epochs per second"))
 
-    if sweep is not None:
-        rows += sweep.rows()
-        info["batched_sweep"] = sweep.info
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(outputs), spec.max_invalid)
-    if sweep is not None and sweep.halvings:
-        detail = "; ".join(filter(None, [detail, *sweep.halvings]))
+    detail = record_sweep(sweep, rows, info, detail)
     info.update({
         "model": dict(loaded.info),
         "random_weights": bool(loaded.info.get("random_weights")),
