@@ -29,6 +29,8 @@ log = logging.getLogger("imgx.models.trained")
 # Bump when the training recipe's code changes in a way that changes the weights (part of every key).
 TRAINED_VERSION = 1
 INFO_FILE = "imgx_trained.json"
+# The denoiser's weights are an exponential moving average (imgx.train.diffusion.fit_denoiser's ema).
+EMA = "diffusers EMAModel, warm-up power 2/3"
 PIPELINES = {"text-to-image": "StableDiffusionPipeline", "instruct-pix2pix": "StableDiffusionInstructPix2PixPipeline"}
 # Classifier-free dropout per kind: 10% empty prompt (text-to-image); the InstructPix2Pix paper's 5/5/5%.
 DROPOUT = {"text-to-image": {"drop_text": 0.1, "drop_image": 0.0, "drop_both": 0.0},
@@ -195,7 +197,7 @@ def trained_diffusion(kind: str, *, images, captions: list[str], cond_images=Non
     vae_epochs = int(vae_epochs if vae_epochs is not None else max(2, round(epochs * len(images) / (4 * vae_images))))
     vae_lr = float(vae_lr if vae_lr is not None else 2 * lr)
     recipe = {"kind": kind, "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-              "vae_epochs": vae_epochs, "vae_lr": vae_lr, "seed": seed, "dropout": DROPOUT[kind],
+              "vae_epochs": vae_epochs, "vae_lr": vae_lr, "seed": seed, "dropout": DROPOUT[kind], "ema": EMA,
               "micro_version": micro.MICRO_VERSION, "trained_version": TRAINED_VERSION}
     # Hashed as trained (RGB at image_size): grey or RGB, any size, the same training data share one model.
     x = prepare_images(images, image_size)

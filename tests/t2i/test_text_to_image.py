@@ -142,3 +142,27 @@ def test_batched_loops_hold_at_least_one_bare_calls_images(tmp_path):
     assert summary.exit_code == 0, summary.failed_cases
     sweep = load_run(tmp_path / "out")[1][0]["info"]["batched_sweep"]
     assert sweep["loops"] == [5, 5] and sweep["max_batch"] == 5  # CPU default 4 < 5 images per call
+
+
+def test_a_reference_of_another_size_adds_the_resized_real_split_floor(tmp_path):
+    """16 px outputs against 28 px reference digits: the real split at 16 px is the floor a 16 px model can reach."""
+    suite = t2i_suite(tmp_path, prompts=None, samples=15, metrics="[fid]",
+                      extra="    reference_data: {name: digits, image_size: 28}\n"
+                            "    metric_options: {fid: {features: digits-classifier}}\n")
+    summary = run_suite(suite, tmp_path / "out", quiet=True, report=False)
+    assert summary.exit_code == 0, summary.failed_cases
+    rows = {r["reference"]: r for r in _csv(tmp_path / "out" / "results.csv") if r["metric"] == "fid"}
+    assert {"", "real-split", "real-split-resized"} <= set(rows)
+    resized, full = rows["real-split-resized"], rows["real-split"]
+    assert resized["status"] == full["status"] == "ok", (resized["detail"], full["detail"])
+    assert "resized from 28x28 to the outputs' 16x16" in resized["detail"]
+    assert "resized" not in full["detail"]
+    # the same real digits lose detail at 16 px: their distance to the 28 px test split grows
+    assert float(resized["value"]) > float(full["value"])
+    # outputs as large as the reference get no resized row
+    (tmp_path / "same").mkdir()
+    same = t2i_suite(tmp_path / "same", prompts=None, samples=2, metrics="[fid]",
+                     extra="    metric_options: {fid: {features: digits-classifier}}\n")
+    run_suite(same, tmp_path / "same" / "out", quiet=True, report=False)
+    refs = {r["reference"] for r in _csv(tmp_path / "same" / "out" / "results.csv") if r["metric"] == "fid"}
+    assert "real-split-resized" not in refs and "real-split" in refs
