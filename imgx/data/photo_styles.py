@@ -13,6 +13,12 @@ Styles (on ``[0, 1]`` RGB):
 - ``winter``: 40 % desaturated, channels scaled (0.85, 0.95, 1.15), lifted by 0.06 and clipped.
 
 ``direction: ab`` (default) translates plain -> styled; ``ba`` swaps the domains (styled -> plain).
+
+Default photos: the everyday scenes only (:data:`DEFAULT_PHOTOS`; A: astronaut, rocket; B: coffee, motorcycle;
+test: chelsea). Unpaired domains must show comparable content: with the microscopy and deep-field images in the
+pool, domain B was mostly star fields and stained tissue, whose sketches are sparse dots, and CycleGAN learned to
+draw dots on every photo (FID 0.54x untrained after 8 epochs, against 0.44x after 6 with these photos).
+``photos:`` / ``test_photos:`` choose others.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from imgx.data.photo_pairs import DEFAULT_SIZE, data_seed, gray_of, split_photos
 from imgx.data.photos import crops
 from imgx.errors import DataError
 
+DEFAULT_PHOTOS = ("astronaut", "coffee", "rocket", "motorcycle")  # alternately to A and B
+DEFAULT_TEST_PHOTOS = ("chelsea",)
 SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
 
 
@@ -69,6 +77,9 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
         raise DataError(f"data set {spec.name!r} needs a style ({', '.join(STYLES)})")
     style = STYLES.get(spec.style)
     size = spec.image_size or DEFAULT_SIZE
+    test_default = list(DEFAULT_TEST_PHOTOS if spec.photos is None else ())
+    spec = spec.model_copy(update={"photos": spec.photos or list(DEFAULT_PHOTOS) + test_default,
+                                   "test_photos": spec.test_photos or test_default or None})
     train_names, test_names = split_photos(spec)
     if len(train_names) < 2:
         raise DataError(f"{spec.name}: domains A and B need two different training photos, found {train_names}")
