@@ -70,3 +70,13 @@ def test_folder_pairs_pair_by_name_and_hold_out_a_test_split(tmp_path):
     (tmp_path / "b" / "p0.jpg").unlink()
     with pytest.raises(DataError, match=r"1 file\(s\) in a/ have no namesake in b/: p0.png"):
         DATASETS.get("folder-pairs")(spec, 0, "translate")
+
+
+def test_photo_styles_defaults_to_everyday_scenes_and_honours_photos():
+    spec = DataSpec(name="photo-styles", style="sketch", image_size=32, train=8, test=4)
+    info = DATASETS.get("photo-styles")(spec, 0, "translate")["info"]
+    assert (info["photos_a"], info["photos_b"], info["test_photos"]) == (
+        ["astronaut", "rocket"], ["coffee", "motorcycle"], ["chelsea"])
+    chosen = spec.model_copy(update={"photos": ["hubble", "retina", "ihc", "coffee"], "test_photos": ["coffee"]})
+    info = DATASETS.get("photo-styles")(chosen, 0, "translate")["info"]
+    assert (info["photos_a"], info["photos_b"], info["test_photos"]) == (["hubble", "ihc"], ["retina"], ["coffee"])
