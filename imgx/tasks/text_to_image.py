@@ -347,12 +347,13 @@ def _distribution_rows(case, ctx, reference, ref_spec, fake, untrained, info) ->
     resized_note = ""
     if real_split is not None and real_split.shape[-2:] != fake.shape[-2:]:
         # Outputs smaller (or larger) than the reference lose (or invent) detail however good the model: the same
-        # real images at the outputs' size, embedded the same way, give the floor a model of that size can reach.
+        # real images at the outputs' size, embedded the same way, show what the resolution alone costs.
         h, w = fake.shape[-2:]
         sets["real-split-resized"] = torch.nn.functional.interpolate(
             real_split.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
         resized_note = (f"; the real-split images resized from {real_split.shape[-1]}x{real_split.shape[-2]} to the "
-                        f"outputs' {w}x{h} (bilinear, antialiased): the floor for a model of this output size")
+                        f"outputs' {w}x{h} (bilinear, antialiased): what the resolution alone costs; not a strict "
+                        "floor, since a model's own data may be resampled otherwise")
     per_metric: dict[str, Any] = {}
     features: dict[tuple[int, str], np.ndarray] = {}
     for m in metrics:
