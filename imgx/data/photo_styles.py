@@ -77,9 +77,9 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
         raise DataError(f"data set {spec.name!r} needs a style ({', '.join(STYLES)})")
     style = STYLES.get(spec.style)
     size = spec.image_size or DEFAULT_SIZE
-    test_default = list(DEFAULT_TEST_PHOTOS if spec.photos is None else ())
-    spec = spec.model_copy(update={"photos": spec.photos or list(DEFAULT_PHOTOS) + test_default,
-                                   "test_photos": spec.test_photos or test_default or None})
+    if spec.photos is None:  # the everyday scenes (module docstring)
+        spec = spec.model_copy(update={"photos": [*DEFAULT_PHOTOS, *DEFAULT_TEST_PHOTOS],
+                                       "test_photos": spec.test_photos or list(DEFAULT_TEST_PHOTOS)})
     train_names, test_names = split_photos(spec)
     if len(train_names) < 2:
         raise DataError(f"{spec.name}: domains A and B need two different training photos, found {train_names}")

@@ -344,16 +344,17 @@ def _distribution_rows(case, ctx, reference, ref_spec, fake, untrained, info) ->
     sets = {"": fake, "real-split": real_split, "untrained": untrained}
     why_none = {"real-split": f"reference data {ref_name!r} has no train split to draw real images from",
                 "untrained": "only for models trained here (weights: train): the same architecture before training"}
-    resized_note = ""
+    notes: dict[str, str] = {}
     if real_split is not None and real_split.shape[-2:] != fake.shape[-2:]:
         # Outputs smaller (or larger) than the reference lose (or invent) detail however good the model: the same
         # real images at the outputs' size, embedded the same way, show what the resolution alone costs.
         h, w = fake.shape[-2:]
         sets["real-split-resized"] = torch.nn.functional.interpolate(
             real_split.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
-        resized_note = (f"; the real-split images resized from {real_split.shape[-1]}x{real_split.shape[-2]} to the "
-                        f"outputs' {w}x{h} (bilinear, antialiased): what the resolution alone costs; not a strict "
-                        "floor, since a model's own data may be resampled otherwise")
+        side = f"{real_split.shape[-1]}x{real_split.shape[-2]}"
+        notes["real-split-resized"] = (f"; the real-split images resized from {side} to the outputs' {w}x{h} "
+                                       "(bilinear, antialiased): what the resolution alone costs; not a strict "
+                                       "floor, since a model's own data may be resampled otherwise")
     per_metric: dict[str, Any] = {}
     features: dict[tuple[int, str], np.ndarray] = {}
     for m in metrics:
@@ -381,8 +382,7 @@ def _distribution_rows(case, ctx, reference, ref_spec, fake, untrained, info) ->
                 features[ref, id(ex)] = ex(images)
             row, ref_info = _score(m, ex, features["test", id(ex)], features[ref, id(ex)], ref, options, case.seed)
             row.detail += f"; reference={ref_name} test split" + (f"; {conversion}" if conversion else "")
-            if ref == "real-split-resized":
-                row.detail += resized_note
+            row.detail += notes.get(ref, "")
             rows.append(row)
             per_ref.append(ref_info)
         per_metric[m] = {**ex.describe(), "real_set": f"{ref_name} test split ({len(test)})", "samples": n,
