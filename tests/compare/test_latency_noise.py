@@ -107,8 +107,8 @@ def test_short_line_names_the_metric_once():
 def test_real_injected_quarter_slowdown_end_to_end(run_factory):
     """A real >= 20 ms call timed three ways, interleaved so all see the same load; the slow one does 25% more work.
 
-    On a quiet machine the slowdown is a regression and the re-run is not; on a loaded one (the candidate's own
-    spread past the tolerance) the honest verdict is inconclusive. Never is the re-run of the same code a regression.
+    On a quiet machine the slowdown is a regression and the re-run is not; on a loaded one (either run's own spread
+    past the tolerance) the honest verdict is inconclusive. Never is the re-run of the same code a regression.
     """
     import torch
 
@@ -141,7 +141,8 @@ def test_real_injected_quarter_slowdown_end_to_end(run_factory):
     same = next(r for r in compare_runs(runs["base"], runs["rerun"]).rows if r.metric == "latency_ms_p50")
     slow = next(r for r in compare_runs(runs["base"], runs["slow"]).rows if r.metric == "latency_ms_p50")
     assert same.verdict in ("unchanged", "inconclusive", "improvement"), same
-    spread = slow.candidate_spread["timing_spread"] / slow.baseline
+    # Either run's own spread makes the verdict inconclusive (compare.py), so the machine's quietness is the larger.
+    spread = max(slow.baseline_spread["timing_spread"], slow.candidate_spread["timing_spread"]) / slow.baseline
     if spread <= 0.05:  # a quiet machine: the slowdown shows whole and is caught
         assert slow.verdict == "regression", slow
         assert 10.0 < slow.change_pct < 45.0
