@@ -18,9 +18,9 @@ MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline"
 MODELS.register("pix2pix", "imgx.models.pix2pix:Pix2Pix", task="translate",
                 options={"loss", "lambda_l1", "depth", "width"}, needs_pairs=True, halvings=("depth", 5),
                 help="U-Net generator + conditional PatchGAN; loss l1, gan or l1+gan (lambda_l1 100), Adam betas 0.5")
-MODELS.register("cyclegan", "imgx.models.cyclegan:CycleGAN", task="translate", options={"width", "blocks"},
-                needs_pairs=False, halvings=(None, 2),
-                help="two ResNet generators, two PatchGANs; LSGAN, cycle 10, identity 0.5, image pool 50")
+MODELS.register("cyclegan", "imgx.models.cyclegan:CycleGAN", task="translate",
+                options={"width", "blocks", "lambda_cycle", "lambda_identity"}, needs_pairs=False, halvings=(None, 2),
+                help="two ResNet generators, two PatchGANs; LSGAN, lambda_cycle 10, lambda_identity 0.5, pool 50")
 
 MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline", task="text-to-image",
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},

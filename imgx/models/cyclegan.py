@@ -4,6 +4,8 @@ Generator: reflection-padded 7x7 convolution, two stride-2 3x3 convolutions down
 two transposed convolutions up and a 7x7 convolution to Tanh, with InstanceNorm and ReLU, as the paper's; its
 width and block count are options (the paper's 64 and 9 at 256 px; the defaults 32 and 3 suit 32 px crops on a
 CPU). Discriminators: the PatchGAN of :mod:`imgx.models.pix2pix` with InstanceNorm. Sides must be multiples of 4.
+The loss weights travel with the model, as pix2pix's ``lambda_l1`` does: ``lambda_cycle`` (the paper's 10) and
+``lambda_identity`` (0.5, a fraction of the cycle weight as in the reference code's ``--lambda_identity``).
 """
 
 from __future__ import annotations
@@ -61,13 +63,17 @@ class CycleGAN(nn.Module):
     Args:
         channels_a, channels_b: channels of the two domains.
         image_size: side of the square images (a multiple of 4; sizes the PatchGANs).
+        lambda_cycle: weight of the L1 cycle losses.
+        lambda_identity: weight of the identity losses, as a fraction of ``lambda_cycle``.
     """
 
     SIZE_MULTIPLE = 4
 
     def __init__(self, channels_a: int = 3, channels_b: int = 3, image_size: int = 32, *,
-                 width: int = DEFAULT_WIDTH, blocks: int = DEFAULT_BLOCKS):
+                 width: int = DEFAULT_WIDTH, blocks: int = DEFAULT_BLOCKS, lambda_cycle: float = LAMBDA_CYCLE,
+                 lambda_identity: float = LAMBDA_IDENTITY):
         super().__init__()
+        self.lambda_cycle, self.lambda_identity = float(lambda_cycle), float(lambda_identity)
         if image_size % self.SIZE_MULTIPLE:
             raise ValueError(f"CycleGAN halves the image twice: image_size must be a multiple of 4, got {image_size}")
         self.g_ab = ResNetGenerator(channels_a, channels_b, width, blocks)

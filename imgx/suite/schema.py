@@ -32,6 +32,8 @@ class ModelSpec(_Strict):
     channels_last: bool = False
     loss: Literal["l1", "gan", "l1+gan"] | None = None
     lambda_l1: float | None = Field(None, ge=0, le=10_000)
+    lambda_cycle: float | None = Field(None, ge=0, le=10_000)
+    lambda_identity: float | None = Field(None, ge=0, le=10_000)
     depth: int | None = Field(None, ge=1, le=8)
     width: int | None = Field(None, ge=1, le=512)
     blocks: int | None = Field(None, ge=0, le=32)
@@ -133,6 +135,8 @@ SWEEP_AXES: dict[str, tuple[str, ...]] = {
     "lr": ("train", "lr"),
     "loss": ("model", "loss"),
     "lambda_l1": ("model", "lambda_l1"),
+    "lambda_cycle": ("model", "lambda_cycle"),
+    "lambda_identity": ("model", "lambda_identity"),
 }
 # Axes that only make sense for some tasks.
 AXIS_TASKS: dict[str, set[str]] = {
@@ -149,6 +153,8 @@ AXIS_TASKS: dict[str, set[str]] = {
     "lr": {"colorize", "generate", "translate", "text-to-image", "edit"},
     "loss": {"translate"},
     "lambda_l1": {"translate"},
+    "lambda_cycle": {"translate"},
+    "lambda_identity": {"translate"},
 }
 # Tasks whose sweeps can run guidance points batched (``inference.batch_sweep`` / ``max_batch``).
 BATCH_TASKS = {"edit", "text-to-image"}

@@ -49,10 +49,12 @@ def build_model(spec, a: torch.Tensor, b: torch.Tensor) -> torch.nn.Module:
         return Pix2Pix(a.shape[1], b.shape[1], size, depth=m.depth or DEFAULT_DEPTH, width=m.width or DEFAULT_WIDTH,
                        loss=m.loss or "l1+gan", lambda_l1=DEFAULT_LAMBDA_L1 if m.lambda_l1 is None else m.lambda_l1)
     if m.name == "cyclegan":
-        from imgx.models.cyclegan import DEFAULT_BLOCKS, DEFAULT_WIDTH, CycleGAN
+        from imgx.models.cyclegan import DEFAULT_BLOCKS, DEFAULT_WIDTH, LAMBDA_CYCLE, LAMBDA_IDENTITY, CycleGAN
 
         return CycleGAN(a.shape[1], b.shape[1], size, width=m.width or DEFAULT_WIDTH,
-                        blocks=DEFAULT_BLOCKS if m.blocks is None else m.blocks)
+                        blocks=DEFAULT_BLOCKS if m.blocks is None else m.blocks,
+                        lambda_cycle=LAMBDA_CYCLE if m.lambda_cycle is None else m.lambda_cycle,
+                        lambda_identity=LAMBDA_IDENTITY if m.lambda_identity is None else m.lambda_identity)
     raise DataError(f"model {m.name!r} cannot translate")  # refused by validation first
 
 
@@ -109,8 +111,9 @@ def run(case, ctx) -> CaseResult:
                  device=case.device, on_epoch=on_epoch, progress=ctx.progress)
     if cyclegan:
         # The identity loss feeds B to G_AB: it needs A and B to have the same channels (the reference code's rule).
-        identity_weight = 0.5 if train_a.shape[1] == cb else 0.0
-        history = fit_cyclegan(model, train_a, train_b, lambda_identity=identity_weight, **train)
+        identity_weight = model.lambda_identity if train_a.shape[1] == cb else 0.0
+        history = fit_cyclegan(model, train_a, train_b, lambda_cycle=model.lambda_cycle,
+                               lambda_identity=identity_weight, **train)
         per_epoch = max(len(train_a), len(train_b)) // min(spec.train.batch_size, len(train_a), len(train_b))
         images = per_epoch * min(spec.train.batch_size, len(train_a), len(train_b)) * spec.train.epochs
     else:
@@ -164,8 +167,8 @@ def run(case, ctx) -> CaseResult:
 def _model_info(spec, model, same_channels: bool) -> dict[str, Any]:
     if spec.model.name == "cyclegan":
         return {"generators": "ResNet", "parameters_per_generator": sum(p.numel() for p in model.g_ab.parameters()),
-                "discriminator_patch_layers": model.d_a.layers, "lambda_cycle": 10.0,
-                "lambda_identity": 0.5 if same_channels else "0 (A and B differ in channels)",
+                "discriminator_patch_layers": model.d_a.layers, "lambda_cycle": model.lambda_cycle,
+                "lambda_identity": model.lambda_identity if same_channels else "0 (A and B differ in channels)",
                 "pool": 50, "gan_loss": "least squares"}
     return {"generator": "U-Net", "parameters": sum(p.numel() for p in model.generator.parameters()),
             "discriminator_patch_layers": model.discriminator.layers, "loss": model.loss,

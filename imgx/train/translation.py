@@ -139,10 +139,13 @@ def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tenso
     Per batch (A and B batches drawn independently): the generators on the least-squares GAN loss of both
     directions + ``lambda_cycle`` x the L1 cycle losses (A→B→A, B→A→B) + ``lambda_identity * lambda_cycle`` x the
     identity losses (``G_AB(b) ≈ b``, ``G_BA(a) ≈ a``); then each discriminator on real → 1 and pooled fakes → 0
-    (least squares, halved). An epoch is ``max(len(A), len(B)) // batch_size`` steps.
+    (least squares, halved). An epoch is ``max(len(A), len(B)) // batch_size`` steps. The paper's schedule: ``lr``
+    for the first half of the steps, then a linear decay to zero over the second half (without it, the GAN's
+    epoch-to-epoch swings decide the weights that are kept).
 
     Returns:
-        Rows ``{"epoch", "g_loss", "gan_loss", "cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "seconds"}``.
+        Rows ``{"epoch", "g_loss", "gan_loss", "cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "lr",
+        "seconds"}`` (``lr``: the learning rate at the epoch's end).
     """
     model.to(device).train()
     xa, xb = domain_a.to(device), domain_b.to(device)
@@ -156,6 +159,9 @@ def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tenso
     bs = min(batch_size, na, nb)
     steps = max(1, max(na, nb) // bs)
     history = []
+    total, flat = epochs * steps, epochs * steps // 2
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (total - i) / (total - flat)))
+                 for opt in (opt_g, opt_d)]
 
     def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
         return mse(pred, torch.full_like(pred, 1.0 if real else 0.0))
@@ -186,10 +192,12 @@ def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tenso
             values |= _check(epoch, step, d_a_loss=d_a, d_b_loss=d_b)
             (d_a + d_b).backward()
             opt_d.step()
+            for schedule in schedules:
+                schedule.step()
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
         row: dict[str, Any] = {"epoch": epoch, **{k: v / steps for k, v in sums.items()},
-                               "seconds": time.perf_counter() - t0}
+                               "lr": opt_g.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         if on_epoch is not None:
             row.update(on_epoch(epoch))
             model.train()

@@ -1,11 +1,11 @@
-"""The issue's FID targets on a short but real recipe (slow: efficientnet-lite0 embeds every set at 224x224).
+"""The issue's targets, measured (slow: efficientnet-lite0 embeds every set at 224x224).
 
-- CycleGAN: A->B FID below ``untrained``'s, ``target_mse`` below ``identity``'s and both cycle errors below
-  ``untrained``'s (asserted); the issue's goals, FID at most half of ``untrained``'s and ``target_ssim`` above
-  ``identity``'s, xfail with the figures when missed (the suite's own recipe, suites/cyclegan.yaml, meets
-  the FID goal, 0.41x untrained; its target_ssim stays under the copy's, 0.44 vs 0.56: bench/RESULTS.md);
-- pix2pix ``l1+gan`` against ``l1`` alone: the paper's ablation says the GAN term lowers FID; both must beat
-  ``untrained`` (asserted), the ordering is the goal (xfail with the figures when the data say otherwise).
+- CycleGAN on its suite's recipe (suites/cyclegan.yaml, ab): A->B FID at most half of ``untrained``'s and
+  ``target_ssim`` above ``identity``'s, asserted;
+- a short recipe of both models: CycleGAN's FID below ``untrained``'s, ``target_mse`` below ``identity``'s and both
+  cycle errors below ``untrained``'s (asserted); pix2pix ``l1+gan`` against ``l1`` alone: the paper's ablation says
+  the GAN term lowers FID; both must beat ``untrained`` (asserted), the ordering is the goal (xfail with the
+  figures when the data say otherwise, as the issue asks them reported).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from imgx.runner import run_suite
-from tests.helpers import write_suite
+from tests.helpers import ROOT, write_suite
 
 pytest.importorskip("efficientnet_lite_pytorch", reason="optional extra 'features' not installed")
 
@@ -28,7 +28,7 @@ defaults:
   metrics: [fid, kid]
 cases:
   - id: cyc
-    model: {name: cyclegan, width: 8, blocks: 1}
+    model: {name: cyclegan, width: 8, blocks: 1, lambda_identity: 5}
     data: {name: photo-styles, style: sketch, image_size: 32, train: 256, test: 64}
     train: {epochs: CYC_EPOCHS, batch_size: 8, lr: 1.0e-3}
     metrics: [fid, kid, target_mse, target_ssim]
@@ -61,13 +61,23 @@ def test_fid_targets(tmp_path):
         assert cyc[(name, "")] < cyc[(name, "untrained")]
     for loss in ("l1", "l1+gan"):
         assert fid[f"p2p[loss={loss}]"][""] < fid[f"p2p[loss={loss}]"]["untrained"]
-    missed = []
-    if not fid["cyc"][""] <= 0.5 * fid["cyc"]["untrained"]:
-        missed.append(f"CycleGAN FID {fid['cyc']['']:.1f} > half of untrained's {fid['cyc']['untrained']:.1f}")
-    if not cyc[("target_ssim", "")] > cyc[("target_ssim", "identity")]:
-        missed.append(f"CycleGAN target_ssim {cyc[('target_ssim', '')]:.3f} <= identity's "
-                      f"{cyc[('target_ssim', 'identity')]:.3f}")
     if not fid["p2p[loss=l1+gan]"][""] < fid["p2p[loss=l1]"][""]:
-        missed.append(f"FID l1+gan {fid['p2p[loss=l1+gan]']['']:.2f} >= l1 {fid['p2p[loss=l1]']['']:.2f}")
-    if missed:
-        pytest.xfail("goal not met on this short recipe (reported as measured): " + "; ".join(missed))
+        pytest.xfail(f"the paper's ordering not seen on this short recipe (reported as measured): FID l1+gan "
+                     f"{fid['p2p[loss=l1+gan]']['']:.2f} >= l1 {fid['p2p[loss=l1]']['']:.2f}")
+
+
+@pytest.mark.slow
+def test_cyclegan_suite_meets_the_goals(tmp_path):
+    """suites/cyclegan.yaml's photo -> sketch case as a user runs it (6 epochs, ~4 min on 2 cores)."""
+    summary = run_suite(ROOT / "suites" / "cyclegan.yaml", tmp_path / "run", filters=["cyclegan-sketch-ab"],
+                        quiet=True, report=False)
+    (record,) = summary.records
+    assert record["status"] == "ok", record["detail"]
+    v = {(r["metric"], r["reference"]): r["value"] for r in record["rows"] if r["status"] == "ok"}
+    print("\nCycleGAN suite, ab:", {k: round(x, 4) for k, x in v.items()})
+    assert v[("fid", "")] <= 0.5 * v[("fid", "untrained")]
+    assert v[("target_ssim", "")] > v[("target_ssim", "identity")]
+    assert v[("target_mse", "")] < v[("target_mse", "identity")]
+    for name in ("cycle_mse_aba", "cycle_mse_bab"):
+        assert v[(name, "")] < v[(name, "untrained")]
+    assert [h["lr"] for h in record["history"]][-1] < 1e-6  # the paper's decay ran to its end

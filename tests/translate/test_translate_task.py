@@ -41,6 +41,12 @@ cases:
     data: {name: photo-styles, style: sepia, image_size: 16, train: 32, test: 16}
     train: {epochs: 2, batch_size: 8, lr: 1.0e-3}
     metrics: [target_mse, target_ssim, mse]
+  - id: cyc-weights
+    model: {name: cyclegan, width: 4, blocks: 1, lambda_cycle: 2}
+    data: {name: photo-styles, style: sepia, image_size: 16, train: 32, test: 16}
+    train: {epochs: 1, batch_size: 8}
+    metrics: [target_mse]
+    sweep: {lambda_identity: [0, 5]}
   - id: cyc-gray-pairs   # CycleGAN ignores the pairing; 1 -> 3 channels: no identity loss
     model: {name: cyclegan, width: 4, blocks: 1}
     data: {name: photo-pairs, pair: gray, image_size: 16, train: 32, test: 16}
@@ -92,9 +98,23 @@ def test_cyclegan_scores_against_the_hidden_truth_with_cycle_errors_both_ways(sh
         assert v[(name, "")] >= 0 and (name, "untrained") in v and (name, "identity") not in v
     assert {r["status"] for r in rec["rows"] if r["metric"] == "mse"} == {"unavailable"}  # no pairs: no mse
     assert {"cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "gan_loss"} <= set(rec["history"][0])
+    # The paper's schedule: constant for the first half of the steps, then linearly to zero.
+    assert [h["lr"] for h in rec["history"]] == pytest.approx([1e-3, 0.0])
     gray = records["cyc-gray-pairs"]
     assert {("mse", ref) for ref in ("", "identity", "untrained")} <= set(_values(gray))
     assert gray["history"][0]["identity_loss"] == 0 and "differ in channels" in gray["info"]["model"]["lambda_identity"]
+
+
+def test_cyclegan_loss_weights_reach_the_generator_loss(short_run):
+    _, records = short_run
+    for weight in (0, 5):
+        rec = records[f"cyc-weights[lambda_identity={weight}]"]
+        assert rec["info"]["model"]["lambda_cycle"] == 2 and rec["info"]["model"]["lambda_identity"] == weight
+        h = rec["history"][0]
+        expected = h["gan_loss"] + 2 * h["cycle_loss"] + weight * 2 * h["identity_loss"]
+        assert h["g_loss"] == pytest.approx(expected, rel=1e-4)
+    assert records["cyc-weights[lambda_identity=0]"]["history"][0]["identity_loss"] == 0
+    assert records["cyc-weights[lambda_identity=5]"]["history"][0]["identity_loss"] > 0
 
 
 def test_rows_history_grids_and_the_report_section(short_run):

@@ -58,6 +58,12 @@ BAD = [
      "colorize reads photo-pairs only with pair: gray, not 'edges'"),
     (CYCLEGAN.replace("{name: cyclegan}", "{name: cyclegan, loss: l1}"), 5,
      "cases[0].model.loss: model 'cyclegan' takes no option 'loss'"),
+    (PIX2PIX.replace("{name: pix2pix}", "{name: pix2pix, lambda_identity: 5}"), 5,
+     "cases[0].model.lambda_identity: model 'pix2pix' takes no option 'lambda_identity'"),
+    (PIX2PIX + "    sweep: {lambda_cycle: [1, 10]}\n", 9, "cases[0].sweep.lambda_cycle: sweep axis 'lambda_cycle': "
+                                                          "model 'pix2pix' takes no option 'lambda_cycle'"),
+    (CYCLEGAN.replace("{name: cyclegan}", "{name: cyclegan, lambda_identity: -1}"), 5,
+     "cases[0].model.lambda_identity: Input should be greater than or equal to 0"),
 ]
 
 
