@@ -13,8 +13,14 @@ Stable Diffusion text-to-image: unconditional, text). :func:`denoise_points` run
 - its own guidance scales when its branches are combined; a point without guidance (``g <= 1``) runs the
   single branch a bare call runs.
 
+UNet rows with equal inputs are run once per step: at the first step every point of one seed starts from the
+same latents, so the points of a sweep share their branches there (a 4-point sweep of one prompt runs 3 rows
+instead of 12); and at ``image_guidance_scale == 1`` InstructPix2Pix's unconditional branch cancels from the
+guidance, so it is not run. ``Denoised.unet_rows`` against ``bare_unet_rows`` says how much work that saved.
+
 Latents are decoded by the VAE and post-processed (safety checker included) as the pipeline does. The only
-difference from bare calls is the batch size the kernels see, which changes float rounding (tests bound it).
+differences from bare calls are the batch size the kernels see and the order of a few additions, which change
+float rounding (tests bound it).
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ class Denoised:
         halvings: one line per out-of-memory retry at half the batch.
         loops: the number of points of each loop, in the order they ran.
         peak_memory_mb: peak memory of the loops and what it measures.
+        unet_rows: UNet rows (one branch of one image at one step) the loops ran.
+        bare_unet_rows: UNet rows one bare call per point would run for the same images.
     """
 
     images: list[np.ndarray]
@@ -75,16 +83,34 @@ class Denoised:
     halvings: list[str] = field(default_factory=list)
     loops: list[int] = field(default_factory=list)
     peak_memory_mb: tuple[float, str] | None = None
+    unet_rows: int = 0
+    bare_unet_rows: int = 0
 
 
 class Pix2PixBranches:
     """InstructPix2Pix: branches (text, image, unconditional), as ``StableDiffusionInstructPix2PixPipeline``."""
 
     rows = 3
+    kinds = ("text", "image", "uncond")  # the rows of ``prompt_embeds`` / ``image_latents``, in this order
 
     @staticmethod
     def guided(pipe, point: Point) -> bool:
         return point.guidance_scale > 1.0 and point.image_guidance_scale >= 1.0
+
+    @staticmethod
+    def needed(guided: bool, point: Point) -> tuple[str, ...]:
+        """The branches the point's noise prediction uses. Unguided: the text branch with the image latents
+        (what a call without guidance runs). At ``image_guidance_scale == 1`` the unconditional branch cancels:
+        ``u + g (t - i) + 1 (i - u) = i + g (t - i)``, so it is not run."""
+        if not guided:
+            return ("text",)
+        return ("text", "image") if point.image_guidance_scale == 1.0 else Pix2PixBranches.kinds
+
+    @staticmethod
+    def row_key(kind: str, point: Point, image_key: Hashable) -> tuple:
+        """What a row's conditioning depends on: its prompt embedding (the empty prompt's for ``image`` and
+        ``uncond``) and its image latents (zeros for ``uncond``)."""
+        return {"text": (point.prompt, image_key), "image": ("", image_key), "uncond": ("", None)}[kind]
 
     @staticmethod
     def prompt_embeds(pipe, prompt: str, device):
@@ -97,12 +123,14 @@ class Pix2PixBranches:
         return pipe.prepare_image_latents(pipe.image_processor.preprocess(image), 1, 1, dtype, device, True)
 
     @staticmethod
-    def unguided(rows):
-        return rows[:1]  # the text branch with the image latents, which is what a call without guidance runs
-
-    @staticmethod
-    def combine(pred, point: Point):
-        text, image, uncond = pred.chunk(3)
+    def combine(pred: dict, point: Point):
+        """The point's noise prediction from its branches' predictions (``{kind: tensor}``), as the pipeline."""
+        if len(pred) == 1:
+            return pred["text"]
+        text, image = pred["text"], pred["image"]
+        if "uncond" not in pred:
+            return image + point.guidance_scale * (text - image)
+        uncond = pred["uncond"]
         return (uncond + point.guidance_scale * (text - image)
                 + point.image_guidance_scale * (image - uncond))
 
@@ -111,10 +139,20 @@ class TextToImageBranches:
     """Stable Diffusion text-to-image: branches (unconditional, text), as ``StableDiffusionPipeline``."""
 
     rows = 2
+    kinds = ("uncond", "text")
 
     @staticmethod
     def guided(pipe, point: Point) -> bool:
         return point.guidance_scale > 1.0 and pipe.unet.config.time_cond_proj_dim is None
+
+    @staticmethod
+    def needed(guided: bool, point: Point) -> tuple[str, ...]:
+        """Both branches with guidance; the text branch alone without."""
+        return TextToImageBranches.kinds if guided else ("text",)
+
+    @staticmethod
+    def row_key(kind: str, point: Point, image_key: Hashable) -> tuple:
+        return (point.prompt,) if kind == "text" else ("",)
 
     @staticmethod
     def prompt_embeds(pipe, prompt: str, device):
@@ -127,12 +165,10 @@ class TextToImageBranches:
     image_latents = None
 
     @staticmethod
-    def unguided(rows):
-        return rows[1:]  # the text branch
-
-    @staticmethod
-    def combine(pred, point: Point):
-        uncond, text = pred.chunk(2)
+    def combine(pred: dict, point: Point):
+        if len(pred) == 1:
+            return pred["text"]
+        uncond, text = pred["uncond"], pred["text"]
         return uncond + point.guidance_scale * (text - uncond)
 
 
@@ -153,8 +189,13 @@ class Encodings:
             self._prompts[prompt] = self.branches.prompt_embeds(self.pipe, prompt, self.device)
         return self._prompts[prompt]
 
+    @staticmethod
+    def image_key(point: Point) -> Hashable:
+        """The name of the point's input: its ``image_id``, or the image object itself."""
+        return point.image_id if point.image_id is not None else id(point.image)
+
     def image(self, point: Point, dtype):
-        key = point.image_id if point.image_id is not None else id(point.image)
+        key = self.image_key(point)
         if key not in self._images:
             self._images[key] = self.branches.image_latents(self.pipe, point.image, dtype, self.device)
         return self._images[key]
@@ -209,10 +250,13 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
     batch_points = [0] * len(points)
     halvings: list[str] = []
     loops: list[int] = []
+    unet_rows = [0, 0]  # run, and what one bare call per point runs
     # Points whose latents have different shapes cannot share a UNet batch.
     buckets: dict[Any, list[int]] = {}
     for i, p in enumerate(points):
         buckets.setdefault(p.image.size if p.image is not None else None, []).append(i)
+    for indices in buckets.values():  # points that can share rows (same seed, prompt, input) into the same loop
+        indices.sort(key=lambda i: (points[i].seed, points[i].prompt, str(encodings.image_key(points[i]))))
     reset_peak_memory(device)
     size = max(1, int(max_batch))
     with Clock(device) as clock, torch.no_grad():
@@ -221,8 +265,8 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
             while start < len(indices):
                 chunk = indices[start:start + size]
                 try:
-                    out, flags = _loop(pipe, [points[i] for i in chunk], num_inference_steps, branches, encodings,
-                                       height, width, progress)
+                    out, flags, ran, bare = _loop(pipe, [points[i] for i in chunk], num_inference_steps, branches,
+                                                  encodings, height, width, progress)
                 except torch.cuda.OutOfMemoryError:
                     if size == 1:
                         raise
@@ -234,8 +278,11 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
                 for j, i in enumerate(chunk):
                     images[i], nsfw[i], batch_points[i] = out[j], flags[j], len(chunk)
                 loops.append(len(chunk))
+                unet_rows[0] += ran
+                unet_rows[1] += bare
                 start += len(chunk)
-    return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, loops, peak_memory_mb(device))
+    return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, loops, peak_memory_mb(device),
+                    unet_rows[0], unet_rows[1])
 
 
 def _step_kwargs(scheduler, generator, eta: float = 0.0) -> dict[str, Any]:
@@ -250,22 +297,25 @@ def _step_kwargs(scheduler, generator, eta: float = 0.0) -> dict[str, Any]:
 
 
 def _loop(pipe, points: list[Point], steps: int, branches, encodings: Encodings, height, width, progress):
-    """One denoising loop over ``points`` (one UNet batch per step); returns ``(images, nsfw flags)``."""
+    """One denoising loop over ``points``: one UNet batch per step of the distinct rows the points need.
+
+    Rows with equal inputs are computed once: points whose latents are equal (same seed at the first step, and
+    after it only points that are duplicates) share their branches with the same conditioning, and a branch
+    that cancels in a point's guidance is not run. Returns ``(images, nsfw flags, UNet rows run, UNet rows
+    one bare call per point runs)``.
+    """
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
     device = encodings.device
     guided = [branches.guided(pipe, p) for p in points]
-    embeds = []
-    for p, g in zip(points, guided, strict=True):
-        rows = encodings.prompt(p.prompt)
-        embeds.append(rows if g else branches.unguided(rows))
+    needed = [branches.needed(g, p) for g, p in zip(guided, points, strict=True)]
+    embeds = [encodings.prompt(p.prompt) for p in points]
     dtype = embeds[0].dtype
-    extra = []
+    image_keys = [encodings.image_key(p) for p in points]
+    extra = None
     if branches.image_latents is not None:
-        for p, g in zip(points, guided, strict=True):
-            rows = encodings.image(p, dtype)
-            extra.append(rows if g else rows[:1])
+        extra = [encodings.image(p, dtype) for p in points]
         lat_h, lat_w = extra[0].shape[-2:]
     else:
         scale = pipe.vae_scale_factor
@@ -282,28 +332,47 @@ def _loop(pipe, points: list[Point], steps: int, branches, encodings: Encodings,
         noise = randn_tensor((1, channels, lat_h, lat_w), generator=gen, device=device, dtype=dtype)
         latents.append(noise * s.init_noise_sigma)
     step_kwargs = [_step_kwargs(s, gen) for s, gen in zip(schedulers, generators, strict=True)]
-    encoder_states = torch.cat(embeds)
-    counts = [e.shape[0] for e in embeds]
+    # Points of one class have equal latents: the same seed draws the same initial noise (and the same
+    # ancestral noise at every step); a step keeps two points together only if all its inputs are equal.
+    classes = _renumber([p.seed for p in points])
+    bare_per_step = sum(branches.rows if g else 1 for g in guided)
+    unet_rows = 0
     timesteps = schedulers[0].timesteps
     steps_iter = progress(range(len(timesteps))) if progress else range(len(timesteps))
     for i in steps_iter:
-        inputs = []
-        for k, s in enumerate(schedulers):
-            x = torch.cat([latents[k]] * counts[k]) if counts[k] > 1 else latents[k]
-            x = s.scale_model_input(x, s.timesteps[i])
-            if extra:
-                x = torch.cat([x, extra[k]], dim=1)
-            inputs.append(x)
-        pred = pipe.unet(torch.cat(inputs), timesteps[i], encoder_hidden_states=encoder_states,
-                         return_dict=False)[0]
-        offset = 0
+        scaled = [s.scale_model_input(latents[k], s.timesteps[i]) for k, s in enumerate(schedulers)]
+        where: dict[tuple, int] = {}
+        sources: list[tuple[int, int]] = []  # (point, branch index) of each distinct row
+        slots = []
+        for k, p in enumerate(points):
+            slot = {}
+            for kind in needed[k]:
+                key = (classes[k], kind, branches.row_key(kind, p, image_keys[k]))
+                if key not in where:
+                    where[key] = len(sources)
+                    sources.append((k, branches.kinds.index(kind)))
+                slot[kind] = where[key]
+            slots.append(slot)
+        x = torch.cat([scaled[k] for k, _ in sources])
+        if extra:
+            x = torch.cat([x, torch.cat([extra[k][b:b + 1] for k, b in sources])], dim=1)
+        hidden = torch.cat([embeds[k][b:b + 1] for k, b in sources])
+        pred = pipe.unet(x, timesteps[i], encoder_hidden_states=hidden, return_dict=False)[0]
+        unet_rows += len(sources)
         for k, (p, s) in enumerate(zip(points, schedulers, strict=True)):
-            rows = pred[offset:offset + counts[k]]
-            offset += counts[k]
-            noise_pred = branches.combine(rows, p) if guided[k] else rows
+            noise_pred = branches.combine({kind: pred[r:r + 1] for kind, r in slots[k].items()}, p)
             latents[k] = s.step(noise_pred, s.timesteps[i], latents[k], **step_kwargs[k], return_dict=False)[0]
+        classes = _renumber([(classes[k], p.prompt, image_keys[k], p.guidance_scale, p.image_guidance_scale)
+                             for k, p in enumerate(points)])
     image = pipe.vae.decode(torch.cat(latents) / pipe.vae.config.scaling_factor, return_dict=False)[0]
     image, flags = pipe.run_safety_checker(image, device, dtype)
     denormalize = [True] * image.shape[0] if flags is None else [not f for f in flags]
     out = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
-    return list(out), [None] * len(points) if flags is None else [bool(f) for f in flags]
+    nsfw = [None] * len(points) if flags is None else [bool(f) for f in flags]
+    return list(out), nsfw, unet_rows, bare_per_step * len(timesteps)
+
+
+def _renumber(keys: list[Hashable]) -> list[int]:
+    """Equal keys to equal small ints, in order of first appearance."""
+    ids: dict[Hashable, int] = {}
+    return [ids.setdefault(key, len(ids)) for key in keys]

@@ -41,6 +41,9 @@ class SweepOutputs:
         detail = (f"batched sweep: {info['images']} images of {info['cases']} cases in loops of "
                   f"{', '.join(map(str, info['loops']))} points (max_batch {info['max_batch']}), "
                   f"{info['seconds']:.3g} s including encodings and decoding")
+        if info.get("bare_unet_rows"):
+            detail += (f"; UNet rows {info['unet_rows']} where one call per point runs {info['bare_unet_rows']} "
+                       "(rows with equal inputs run once)")
         if peak is not None:
             detail += f"; peak memory of the batched loops {peak:.1f} MB ({info['peak_memory_what']})"
         if self.halvings:
@@ -156,7 +159,7 @@ def split(group: list, per_case: int, made, max_batch: int) -> dict[str, SweepOu
     info = {"cases": len(group), "images": len(made.images), "seconds": made.seconds, "loops": made.loops,
             "max_batch": max_batch, "images_per_second": len(made.images) / max(made.seconds, 1e-9),
             "peak_memory_mb": peak, "peak_memory_what": what, "group": [c.id for c in group],
-            "halvings": made.halvings}
+            "halvings": made.halvings, "unet_rows": made.unet_rows, "bare_unet_rows": made.bare_unet_rows}
     out = {}
     for j, c in enumerate(group):
         sl = slice(j * per_case, (j + 1) * per_case)

@@ -76,6 +76,35 @@ def test_batched_points_equal_bare_calls(pix2pix, scheduler):
     assert _agreement(_uint8(other.images[0]), _uint8(made.images[0]))[0] > MAX_UINT8_DIFF
 
 
+@pytest.mark.parametrize("scheduler", ["euler-ancestral", "ddim", "dpm++-2m"])
+def test_shared_rows_run_once_and_outputs_still_equal_bare_calls(pix2pix, scheduler):
+    """One seed, two prompts, four guidance points (one at image guidance 1, one unguided), 4 steps, one loop.
+
+    Step 1: every point starts from the same latents, so the loop runs 4 distinct rows (each prompt's text
+    branch, the image branch, the unconditional branch) where bare calls run 20. Later steps: 9 rows per prompt
+    (2 at ig 1, where the unconditional branch cancels, 3 + 3, 1 unguided) against 10.
+    """
+    from imgx.diffusion.batched import Point, denoise_points
+    from imgx.models import SCHEDULERS
+
+    pipe = pix2pix
+    pipe.scheduler = SCHEDULERS.get(scheduler).from_config(pipe.scheduler.config)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    points = [Point(prompt, 7, g, ig, image, 0) for prompt in ("make it a sketch", "turn it blue")
+              for g, ig in ((7.5, 1.0), (7.5, 1.5), (5.0, 2.0), (1.0, 1.5))]
+    made = denoise_points(pipe, points, num_inference_steps=4, max_batch=8)
+    assert made.loops == [8]
+    assert (made.unet_rows, made.bare_unet_rows) == (4 + 3 * 18, 4 * 20)
+    for point, out in zip(points, made.images, strict=True):
+        bare = pipe(point.prompt, image=image, num_inference_steps=4, guidance_scale=point.guidance_scale,
+                    image_guidance_scale=point.image_guidance_scale, output_type="np",
+                    generator=torch.Generator("cpu").manual_seed(point.seed)).images[0]
+        diff, psnr = _agreement(_uint8(bare), _uint8(out))
+        assert diff <= MAX_UINT8_DIFF and psnr >= MIN_PSNR, (point, diff, psnr)
+    # the points are not all one image: sharing the first step did not merge them
+    assert len({_uint8(out).tobytes() for out in made.images}) == len(points)
+
+
 def test_text_to_image_branches_equal_bare_calls():
     """The same loop with the text-to-image combiner, against a tiny StableDiffusionPipeline built from configs."""
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
@@ -125,13 +154,18 @@ def test_guidance_sweep_runs_batched_with_latency_from_single_calls(batched_run)
     assert summary.ran == 4
     outputs = _outputs(out)
     assert len(outputs) == 8
-    assert [o["batch_points"] for o in outputs] == ["3"] * 6 + ["2"] * 2  # 8 points in loops of 3, 3, 2
+    # 8 points in loops of 3, 3, 2, each prompt's points (one seed) together so that they share rows
+    assert sorted(o["batch_points"] for o in outputs) == ["2"] * 2 + ["3"] * 6
     _, records = load_run(out)
     for record in records:
         rows = {r["metric"]: r for r in record["rows"] if not r["reference"]}
         sweep = rows["sweep_images_per_second"]
         assert sweep["status"] == "ok" and sweep["value"] > 0 and sweep["n"] == 8
         assert "loops of 3, 3, 2 points" in sweep["detail"] and "peak memory" in sweep["detail"]
+        info = record["info"]["batched_sweep"]
+        said = f"UNet rows {info['unet_rows']} where one call per point runs {info['bare_unet_rows']}"
+        assert said in sweep["detail"]
+        assert 0 < info["unet_rows"] < info["bare_unet_rows"]  # the first step's rows of one seed run once
         assert rows["latency_ms_p50"]["status"] == "ok" and rows["ssim"]["status"] == "ok"
         # repeats (1) single calls of the first pair, never the batched loop (one call per pair would make 2)
         assert record["info"]["timing"]["timed_calls"] == 1
