@@ -74,6 +74,8 @@ class Denoised:
         peak_memory_mb: peak memory of the loops and what it measures.
         unet_rows: UNet rows (one branch of one image at one step) the loops ran.
         bare_unet_rows: UNet rows one bare call per point would run for the same images.
+        memory_growth_mb: CUDA only: the peak over what was allocated when the loops began (the loops' own
+            memory, weights excluded), to hold against :attr:`BatchSize.budget_mb`.
     """
 
     images: list[np.ndarray]
@@ -85,6 +87,7 @@ class Denoised:
     peak_memory_mb: tuple[float, str] | None = None
     unet_rows: int = 0
     bare_unet_rows: int = 0
+    memory_growth_mb: float | None = None
 
 
 class Pix2PixBranches:
@@ -201,14 +204,30 @@ class Encodings:
         return self._images[key]
 
 
-def default_max_batch(pipe, device: str, height: int, width: int, branches=Pix2PixBranches) -> int:
+@dataclass(frozen=True)
+class BatchSize:
+    """Points per loop, and why: set by the suite, the CPU default, or a CUDA memory budget.
+
+    Attributes:
+        points: ``max_batch``.
+        why: a phrase for the case's detail.
+        budget_mb: on CUDA by default, the memory the loops may add to what is allocated (half the free
+            memory when chosen); None otherwise.
+    """
+
+    points: int
+    why: str
+    budget_mb: float | None = None
+
+
+def default_max_batch(pipe, device: str, height: int, width: int, branches=Pix2PixBranches) -> BatchSize:
     """A batch that fits: ``CPU_MAX_BATCH`` on CPU; on CUDA, half the free memory over an estimate per point.
 
     The estimate per point is the UNet's widest activation (first block's channels at latent size) times 60
     per branch, a rough upper bound for Stable Diffusion UNets with memory-efficient attention.
     """
     if not str(device).startswith("cuda"):
-        return CPU_MAX_BATCH
+        return BatchSize(CPU_MAX_BATCH, "the CPU default")
     import torch
 
     free, _total = torch.cuda.mem_get_info(torch.device(device))
@@ -216,7 +235,10 @@ def default_max_batch(pipe, device: str, height: int, width: int, branches=Pix2P
     width0 = pipe.unet.config.block_out_channels[0]
     itemsize = torch.empty((), dtype=pipe.unet.dtype).element_size()
     per_point = branches.rows * (height // scale) * (width // scale) * width0 * 60 * itemsize
-    return int(max(1, min(MAX_BATCH_LIMIT, (free // 2) // max(per_point, 1))))
+    budget = free // 2
+    points = int(max(1, min(MAX_BATCH_LIMIT, budget // max(per_point, 1))))
+    return BatchSize(points, f"chosen for a budget of {budget / 2**20:.0f} MB (half the free CUDA memory) at an "
+                             f"estimated {per_point / 2**20:.1f} MB per point", budget / 2**20)
 
 
 def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branches=Pix2PixBranches,
@@ -258,6 +280,7 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
     for indices in buckets.values():  # points that can share rows (same seed, prompt, input) into the same loop
         indices.sort(key=lambda i: (points[i].seed, points[i].prompt, str(encodings.image_key(points[i]))))
     reset_peak_memory(device)
+    allocated = torch.cuda.memory_allocated(device) / 2**20 if device.startswith("cuda") else None
     size = max(1, int(max_batch))
     with Clock(device) as clock, torch.no_grad():
         for indices in buckets.values():
@@ -281,8 +304,10 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
                 unet_rows[0] += ran
                 unet_rows[1] += bare
                 start += len(chunk)
-    return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, loops, peak_memory_mb(device),
-                    unet_rows[0], unet_rows[1])
+    peak = peak_memory_mb(device)
+    growth = None if allocated is None else peak[0] - allocated
+    return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, loops, peak, unet_rows[0],
+                    unet_rows[1], growth)
 
 
 def _step_kwargs(scheduler, generator, eta: float = 0.0) -> dict[str, Any]:

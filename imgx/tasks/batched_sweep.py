@@ -39,13 +39,16 @@ class SweepOutputs:
         info = self.info
         peak = info.get("peak_memory_mb")
         detail = (f"batched sweep: {info['images']} images of {info['cases']} cases in loops of "
-                  f"{', '.join(map(str, info['loops']))} points (max_batch {info['max_batch']}), "
+                  f"{', '.join(map(str, info['loops']))} points (max_batch {info['max_batch']}: "
+                  f"{info.get('max_batch_why', 'inference.max_batch')}), "
                   f"{info['seconds']:.3g} s including encodings and decoding")
         if info.get("bare_unet_rows"):
             detail += (f"; UNet rows {info['unet_rows']} where one call per point runs {info['bare_unet_rows']} "
                        "(rows with equal inputs run once)")
         if peak is not None:
             detail += f"; peak memory of the batched loops {peak:.1f} MB ({info['peak_memory_what']})"
+        if info.get("memory_growth_mb") is not None:
+            detail += f", {info['memory_growth_mb']:.1f} MB over the memory allocated when they began"
         if self.halvings:
             detail += "; " + "; ".join(self.halvings)
         return [MetricRow("sweep_images_per_second", info["images_per_second"], "img/s", n=info["images"],
@@ -112,17 +115,18 @@ def edit_outputs(case, ctx, loaded, images: list, pairs: list) -> SweepOutputs |
     """:func:`outputs_for` for the ``edit`` task: every case of the group with every (input, prompt) pair."""
 
     def compute(group: list) -> dict[str, SweepOutputs]:
-        from imgx.diffusion.batched import Pix2PixBranches, Point, default_max_batch, denoise_points
+        from imgx.diffusion.batched import BatchSize, Pix2PixBranches, Point, default_max_batch, denoise_points
 
         inf = case.spec.inference
         points = [Point(p.prompt, p.seed, c.spec.inference.guidance_scale, c.spec.inference.image_guidance_scale,
                         images[p.index], p.index) for c in group for p in pairs]
         width, height = images[0].size
-        max_batch = inf.max_batch or default_max_batch(loaded.pipe, case.device, height, width, Pix2PixBranches)
+        size = (BatchSize(inf.max_batch, "inference.max_batch") if inf.max_batch
+                else default_max_batch(loaded.pipe, case.device, height, width, Pix2PixBranches))
         made = denoise_points(loaded.pipe, points, num_inference_steps=inf.num_inference_steps,
-                              branches=Pix2PixBranches, max_batch=max_batch,
+                              branches=Pix2PixBranches, max_batch=size.points,
                               progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))
-        return split(group, len(pairs), made, max_batch)
+        return split(group, len(pairs), made, size)
 
     return outputs_for(case, ctx, compute)
 
@@ -136,28 +140,34 @@ def text_to_image_outputs(case, ctx, loaded, calls: list, size: int | None) -> S
     """
 
     def compute(group: list) -> dict[str, SweepOutputs]:
-        from imgx.diffusion.batched import Point, TextToImageBranches, default_max_batch, denoise_points
+        from imgx.diffusion.batched import BatchSize, Point, TextToImageBranches, default_max_batch, denoise_points
 
         inf, pipe = case.spec.inference, loaded.pipe
         samples = [s for call in calls for s in call]
         points = [Point(s.prompt, s.seed, c.spec.inference.guidance_scale) for c in group for s in samples]
         side = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
         per_call = max(len(call) for call in calls)
-        max_batch = inf.max_batch or max(per_call, default_max_batch(pipe, case.device, side, side,
-                                                                     TextToImageBranches))
+        batch = BatchSize(inf.max_batch, "inference.max_batch") if inf.max_batch else None
+        if batch is None:
+            batch = default_max_batch(pipe, case.device, side, side, TextToImageBranches)
+            if batch.points < per_call:
+                batch = BatchSize(per_call, f"the images of one call ({batch.why} gave {batch.points})",
+                                  batch.budget_mb)
         made = denoise_points(pipe, points, num_inference_steps=inf.num_inference_steps,
-                              branches=TextToImageBranches, max_batch=max_batch, height=size, width=size,
+                              branches=TextToImageBranches, max_batch=batch.points, height=size, width=size,
                               progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))
-        return split(group, len(samples), made, max_batch)
+        return split(group, len(samples), made, batch)
 
     return outputs_for(case, ctx, compute)
 
 
-def split(group: list, per_case: int, made, max_batch: int) -> dict[str, SweepOutputs]:
+def split(group: list, per_case: int, made, batch) -> dict[str, SweepOutputs]:
     """Cut :func:`~imgx.diffusion.batched.denoise_points` results into per-case outputs (case-major order)."""
     peak, what = made.peak_memory_mb if made.peak_memory_mb else (None, "")
     info = {"cases": len(group), "images": len(made.images), "seconds": made.seconds, "loops": made.loops,
-            "max_batch": max_batch, "images_per_second": len(made.images) / max(made.seconds, 1e-9),
+            "max_batch": batch.points, "max_batch_why": batch.why, "memory_budget_mb": batch.budget_mb,
+            "memory_growth_mb": made.memory_growth_mb,
+            "images_per_second": len(made.images) / max(made.seconds, 1e-9),
             "peak_memory_mb": peak, "peak_memory_what": what, "group": [c.id for c in group],
             "halvings": made.halvings, "unet_rows": made.unet_rows, "bare_unet_rows": made.bare_unet_rows}
     out = {}

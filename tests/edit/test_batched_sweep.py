@@ -161,7 +161,8 @@ def test_guidance_sweep_runs_batched_with_latency_from_single_calls(batched_run)
         rows = {r["metric"]: r for r in record["rows"] if not r["reference"]}
         sweep = rows["sweep_images_per_second"]
         assert sweep["status"] == "ok" and sweep["value"] > 0 and sweep["n"] == 8
-        assert "loops of 3, 3, 2 points" in sweep["detail"] and "peak memory" in sweep["detail"]
+        assert "loops of 3, 3, 2 points (max_batch 3: inference.max_batch)" in sweep["detail"]
+        assert "peak memory" in sweep["detail"]
         info = record["info"]["batched_sweep"]
         said = f"UNet rows {info['unet_rows']} where one call per point runs {info['bare_unet_rows']}"
         assert said in sweep["detail"]
