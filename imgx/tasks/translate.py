@@ -111,9 +111,8 @@ def run(case, ctx) -> CaseResult:
                  device=case.device, on_epoch=on_epoch, progress=ctx.progress)
     if cyclegan:
         # The identity loss feeds B to G_AB: it needs A and B to have the same channels (the reference code's rule).
-        identity_weight = model.lambda_identity if train_a.shape[1] == cb else 0.0
-        history = fit_cyclegan(model, train_a, train_b, lambda_cycle=model.lambda_cycle,
-                               lambda_identity=identity_weight, **train)
+        history = fit_cyclegan(model, train_a, train_b, lambda_identity=None if train_a.shape[1] == cb else 0.0,
+                               **train)
         per_epoch = max(len(train_a), len(train_b)) // min(spec.train.batch_size, len(train_a), len(train_b))
         images = per_epoch * min(spec.train.batch_size, len(train_a), len(train_b)) * spec.train.epochs
     else:
@@ -166,10 +165,12 @@ def run(case, ctx) -> CaseResult:
 
 def _model_info(spec, model, same_channels: bool) -> dict[str, Any]:
     if spec.model.name == "cyclegan":
+        from imgx.models.cyclegan import POOL_SIZE
+
         return {"generators": "ResNet", "parameters_per_generator": sum(p.numel() for p in model.g_ab.parameters()),
                 "discriminator_patch_layers": model.d_a.layers, "lambda_cycle": model.lambda_cycle,
                 "lambda_identity": model.lambda_identity if same_channels else "0 (A and B differ in channels)",
-                "pool": 50, "gan_loss": "least squares"}
+                "pool": POOL_SIZE, "gan_loss": "least squares"}
     return {"generator": "U-Net", "parameters": sum(p.numel() for p in model.generator.parameters()),
             "discriminator_patch_layers": model.discriminator.layers, "loss": model.loss,
             "lambda_l1": model.lambda_l1, "gan_loss": "BCE (conditional)"}

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from imgx.errors import TrainingDiverged
+from imgx.models.cyclegan import POOL_SIZE
 
 BETAS = (0.5, 0.999)
 
@@ -131,8 +132,9 @@ class ImagePool:
 
 
 def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tensor, *, epochs: int, batch_size: int,
-                 lr: float, seed: int, device: str = "cpu", lambda_cycle: float = 10.0, lambda_identity: float = 0.5,
-                 pool_size: int = 50, on_epoch: Callable[[int], dict[str, Any]] | None = None,
+                 lr: float, seed: int, device: str = "cpu", lambda_cycle: float | None = None,
+                 lambda_identity: float | None = None, pool_size: int = POOL_SIZE,
+                 on_epoch: Callable[[int], dict[str, Any]] | None = None,
                  progress: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
     """Train a :class:`~imgx.models.cyclegan.CycleGAN` on unpaired domains; one history row per epoch.
 
@@ -141,12 +143,15 @@ def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tenso
     identity losses (``G_AB(b) ≈ b``, ``G_BA(a) ≈ a``); then each discriminator on real → 1 and pooled fakes → 0
     (least squares, halved). An epoch is ``max(len(A), len(B)) // batch_size`` steps. The paper's schedule: ``lr``
     for the first half of the steps, then a linear decay to zero over the second half (without it, the GAN's
-    epoch-to-epoch swings decide the weights that are kept).
+    epoch-to-epoch swings decide the weights that are kept). The loss weights default to the model's
+    (``model.lambda_cycle``, ``model.lambda_identity``).
 
     Returns:
         Rows ``{"epoch", "g_loss", "gan_loss", "cycle_loss", "identity_loss", "d_a_loss", "d_b_loss", "lr",
         "seconds"}`` (``lr``: the learning rate at the epoch's end).
     """
+    lambda_cycle = model.lambda_cycle if lambda_cycle is None else lambda_cycle
+    lambda_identity = model.lambda_identity if lambda_identity is None else lambda_identity
     model.to(device).train()
     xa, xb = domain_a.to(device), domain_b.to(device)
     gens = list(model.g_ab.parameters()) + list(model.g_ba.parameters())
