@@ -107,3 +107,36 @@ def test_cuda_oom_fails_the_case_and_cuda_still_works_after_it(tmp_path):
     assert status["colorizer"]["status"] == "ok" and status["colorizer"]["device"] == "cuda"
     assert torch.cuda.max_memory_allocated() > 0
     assert torch.ones(4, device="cuda").sum().item() == 4.0  # the context survived
+
+
+def test_batched_loop_out_of_memory_is_retried_at_half_the_batch():
+    """A real CUDA out-of-memory error in a batched loop: the process's CUDA memory is capped just above what
+    one point's loop adds (``set_per_process_memory_fraction``), so a loop of 32 points at 256 px cannot fit; it
+    is retried at half the batch until it does, and every image comes out finite."""
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from PIL import Image
+
+    from imgx.diffusion.batched import Point, denoise_points
+    from imgx.models.tiny import tiny_pix2pix_components
+
+    pipe = StableDiffusionInstructPix2PixPipeline(**tiny_pix2pix_components(0, safety_checker=False),
+                                                  requires_safety_checker=False).to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    points = [Point("make it blue", k, 7.5, 1.5, image, 0) for k in range(32)]
+    one = denoise_points(pipe, points[:1], num_inference_steps=2, max_batch=1)
+    assert one.memory_growth_mb and one.memory_growth_mb > 0
+    torch.cuda.empty_cache()
+    total_mb = torch.cuda.get_device_properties(0).total_memory / 2**20
+    cap_mb = torch.cuda.memory_allocated() / 2**20 + 6 * one.memory_growth_mb + 64
+    torch.cuda.set_per_process_memory_fraction(cap_mb / total_mb)
+    try:
+        made = denoise_points(pipe, points, num_inference_steps=2, max_batch=32)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    assert made.halvings and made.halvings[0] == "out of memory at 32 points per loop; retried at 16", made.halvings
+    assert sum(made.loops) == 32 and max(made.loops) < 32
+    assert all(np.isfinite(im).all() for im in made.images)

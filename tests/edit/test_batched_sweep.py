@@ -207,6 +207,49 @@ def test_resume_recomputes_only_the_missing_points(batched_run, tmp_path):
         assert diff <= MAX_UINT8_DIFF and psnr >= MIN_PSNR
 
 
+def test_out_of_memory_in_a_loop_retries_it_at_half_the_batch(tmp_path, monkeypatch):
+    """Fault injection: a real CUDA out-of-memory error needs a GPU (``tests/test_gpu.py`` makes one there). Here
+    the UNet raises torch's own ``OutOfMemoryError`` for batches over 6 rows, as a GPU with room for two points
+    would; the sweep's loop of 4 points is retried at 2, the case says so in its detail, and the images are the
+    ones a loop that fits makes."""
+    from diffusers import UNet2DConditionModel
+
+    forward = UNet2DConditionModel.forward
+
+    def limited(self, sample, *args, **kwargs):
+        if sample.shape[0] > 6:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: {sample.shape[0]} rows over 6)")
+        return forward(self, sample, *args, **kwargs)
+
+    sweep = "    sweep:\n      image_guidance_scale: [1.25, 1.5, 1.75, 2.0]\n"
+    runs = {}
+    for name, max_batch in (("limited", 4), ("fits", 2)):
+        (tmp_path / name).mkdir()
+        suite = edit_suite(tmp_path / name, metrics="[ssim]", sweep=sweep, prompts='["make it a sketch"]',
+                           data="{name: photos, image_size: 32, count: 1}",
+                           case=f"    inference: {{num_inference_steps: 2, warmup: 0, repeats: 1, "
+                                f"max_batch: {max_batch}}}\n")
+        suite.write_text(suite.read_text().replace("    inference: {num_inference_steps: 3, warmup: 0, repeats: 1}\n",
+                                                   ""))
+        with monkeypatch.context() as patch:
+            if name == "limited":
+                patch.setattr(UNet2DConditionModel, "forward", limited)
+            summary = run_suite(suite, tmp_path / name / "out", quiet=True, report=False)
+        assert summary.exit_code == 0, summary.failed_cases
+        runs[name] = tmp_path / name / "out"
+    _, records = load_run(runs["limited"])
+    first = records[0]
+    assert "out of memory at 4 points per loop; retried at 2" in first["detail"]
+    assert first["info"]["batched_sweep"]["loops"] == [2, 2]
+    assert first["info"]["batched_sweep"]["halvings"] == ["out of memory at 4 points per loop; retried at 2"]
+    limited_out = {o["case_id"]: o for o in _outputs(runs["limited"])}
+    for o in _outputs(runs["fits"]):
+        mine = limited_out[o["case_id"]]
+        assert mine["batch_points"] == "2" and mine["valid"] == "True"
+        a = np.asarray(Image.open(runs["limited"] / mine["path"]))
+        assert np.array_equal(a, np.asarray(Image.open(runs["fits"] / o["path"])))
+
+
 def test_batch_sweep_false_calls_the_pipeline_per_point(tmp_path):
     suite = edit_suite(tmp_path, metrics="[ssim]", sweep="    sweep:\n      guidance_scale: [5.0, 7.5]\n",
                        data="{name: photos, image_size: 32, count: 1}",
