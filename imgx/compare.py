@@ -103,10 +103,7 @@ class MetricComparison:
         if self.band_pct is not None:
             parts.append(f"band +-{self.band_pct:.0f}%")
         text = f"{what} {_fmt(self.baseline)} -> {_fmt(self.candidate)}{unit} ({', '.join(parts)})"
-        if self.verdict != "inconclusive":
-            return text
-        return text + (" inconclusive: the machine's speed moved" if "(machine_probe_ms)" in self.detail
-                       else " inconclusive: the machine was noisy")
+        return text + (" inconclusive: the machine was noisy" if self.verdict == "inconclusive" else "")
 
 
 @dataclass

@@ -307,7 +307,7 @@ class SuiteRun:
         html, md = write_comparison(comp, self.out, baseline_dir, self.out)
         verdict = f"{len(comp.regressions)} regression(s)" if comp.regressions else "no regression"
         if comp.inconclusive:
-            verdict += f", {len(comp.inconclusive)} inconclusive (machine noise or speed)"
+            verdict += f", {len(comp.inconclusive)} inconclusive (noisy machine)"
         self.state.notes.append(f"{self.suite.name}: baseline {base.label}: {verdict}; {html}, {md}")
 
 

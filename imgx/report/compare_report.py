@@ -217,7 +217,7 @@ def summary_markdown(comparison: Any) -> str:
     regress = by["regression"]
     head = f"❌ {len(regress)} regression{'s' if len(regress) != 1 else ''}" if regress else "✅ no regression"
     if by["inconclusive"]:
-        head += f", ⚠️ {len(by['inconclusive'])} inconclusive (machine noise or speed)"
+        head += f", ⚠️ {len(by['inconclusive'])} inconclusive (noisy machine)"
     lines = [f"## imgx compare: {head}", "",
              f"baseline {_md_code(getattr(comparison, 'baseline_label', ''))} → candidate "
              f"{_md_code(getattr(comparison, 'candidate_label', ''))}", "",
@@ -227,11 +227,9 @@ def summary_markdown(comparison: Any) -> str:
     if regress:
         lines += ["### Regressions", "", *_md_rows(regress), ""]
     if by["inconclusive"]:
-        lines += ["### Inconclusive: the machine, not necessarily the code", "",
-                  "Timing changes past the tolerance that the machine can explain: a run's own timings varied by "
-                  "more than the tolerance, a re-measure disagreed with the first measurement, or the machine probe "
-                  "(a fixed workload timed between the calls) moved by as much. Each row says which. Not a failure; "
-                  "re-run on a like, quiet machine to judge.", "",
+        lines += ["### Inconclusive: the machine was noisy", "",
+                  "Timing changes past the tolerance, measured while the candidate's own timings varied by more than "
+                  "the tolerance. Not a failure; re-run on a quieter machine to judge.", "",
                   *_md_rows(by["inconclusive"]), ""]
     not_run = set(getattr(comparison, "not_run", []) or [])
     # Cases the candidate did not run are one warning line, not one row per metric.

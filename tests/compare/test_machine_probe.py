@@ -19,7 +19,6 @@ def test_a_uniformly_slower_machine_is_inconclusive_not_a_regression():
     assert row.verdict == "inconclusive"
     assert row.detail.startswith("inconclusive: the machine, not the code")
     assert "1.40x the baseline's time" in row.detail and "+0.0%" in row.detail
-    assert row.short.endswith("inconclusive: the machine's speed moved")
 
 
 def test_slower_code_on_a_steady_machine_is_a_regression():

@@ -211,8 +211,8 @@ def test_latency_regression_is_re_measured_once(pytester, scripted_latency):
     noisy.assert_outcomes(passed=1)
     assert len(calls) == 2
     summary = (pytester.path / "c3" / "summary.md").read_text()
-    assert "1 inconclusive (machine noise or speed)" in summary and "re-measure gave 19 ms after 13 ms" in summary
-    noisy.stdout.fnmatch_lines(["tiny: baseline base.json: no regression, 1 inconclusive (machine noise or speed); *"])
+    assert "1 inconclusive (noisy machine)" in summary and "re-measure gave 19 ms after 13 ms" in summary
+    noisy.stdout.fnmatch_lines(["tiny: baseline base.json: no regression, 1 inconclusive (noisy machine); *"])
 
 
 def test_warnings_in_a_case_are_reported_not_raised_and_bad_input_fails_cleanly(pytester, scripted_latency):
