@@ -7,10 +7,7 @@ the same case (a ``seed`` sweep axis). Timing metrics compare medians, with a th
 spread seen in the baseline, and only between like machines unless asked (``latency=True``); a timing change
 past the tolerance is ``inconclusive`` rather than a regression when either run's own timings (the samples kept
 beside the median, or its p50/p90) spread by more than the tolerance: on a loaded machine a median moves between
-identical runs by as much as the calls within one run vary. Each timed case also times a fixed workload between
-its calls (``machine_probe_ms``, :mod:`imgx.metrics.machine_probe`); where the two runs' probes differ by more
-than the tolerance, the candidate's timings are scaled by their ratio, and a change that the scaling brings
-within the tolerance (or turns around) is the machine's, ``inconclusive`` (:func:`_judge_machine`).
+identical runs by as much as the calls within one run vary.
 
 This module imports no torch; it reads run directories (:func:`imgx.results.load_run`) and baseline files.
 """
@@ -31,9 +28,6 @@ from imgx.errors import RunDirError
 BASELINE_FORMAT = 1
 VERDICTS = ("regression", "inconclusive", "improvement", "unchanged", "new", "missing", "not-compared")
 DEFAULT_TOLERANCES = {"quality": "2%", "timing": "10%"}
-# Timing rows measured by the calls the machine probe ran between (a case's latency calls).
-PROBED = {"latency_ms_p50", "latency_ms_p90", "images_per_second", "seconds_per_step", "latency_ms_text_encode",
-          "latency_ms_image_encode", "latency_ms_denoise", "latency_ms_vae_decode"}
 # Environment keys that do not describe the machine or the libraries (paths move between checkouts).
 _ENV_IGNORED = {"executable"}
 _TOLERANCE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*(%?)\s*$")
@@ -538,8 +532,7 @@ def _timing_spread(b: Measurement) -> float:
 def compare_measurements(case_id: str, metric: str, reference: str, b: Measurement | None, c: Measurement | None,
                          *, tolerance: str, defaulted: bool = False, latency_ok: bool = True,
                          latency_reason: str = "", candidate_case_status: str = "ok",
-                         candidate_case_detail: str = "", gated: bool = True,
-                         machine: tuple[Measurement | None, Measurement | None] | None = None) -> MetricComparison:
+                         candidate_case_detail: str = "", gated: bool = True) -> MetricComparison:
     """Compare one metric; see the module docstring for the rule.
 
     Args:
@@ -547,7 +540,6 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
         tolerance: ``"2%"`` (relative to the baseline) or ``"0.01"`` (absolute).
         latency_ok: False when timing rows must not be compared (different machines or devices).
         gated: False for rows that are reported but get no verdict (see :func:`gated_by_default`).
-        machine: the baseline's and the candidate's ``machine_probe_ms`` of the case (see :func:`_judge_machine`).
     """
     info = _info(metric)
     timing = not info.quality
@@ -627,8 +619,6 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
                           f"{side}'s own timings spread +-{_fmt(m.own_spread)} {row.unit}{spread_pct} (half the "
                           f"p10-p90 range), more than the tolerance {tol_text}; re-run on a quieter machine to judge")
             row.verdict = "inconclusive"
-    if timing and metric in PROBED and machine is not None:
-        _judge_machine(row, b, c, _machine_factor(*machine), threshold, info.higher_is_better, tol_text)
     if reference and row.verdict in ("regression", "improvement"):
         # A reference row (e.g. the grayscale copy) measures the data, not the model: it moving is a warning.
         row.detail = f"reference moved ({row.verdict}): {row.detail}; the data or reference changed"
@@ -637,49 +627,6 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
         row.detail += f"; spread: baseline [{_fmt(b.ci_low)}, {_fmt(b.ci_high)}], " \
                       f"candidate [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] {row.unit}"
     return row
-
-
-def _machine_factor(b: Measurement | None, c: Measurement | None) -> float | None:
-    """The candidate's machine probe over the baseline's (1.3: the machine took 1.3x as long), or None."""
-    if not (b and b.ok and c and c.ok) or not b.value or b.value <= 0:
-        return None
-    return c.value / b.value
-
-
-def _judge_machine(row: MetricComparison, b: Measurement, c: Measurement, factor: float | None, threshold: float,
-                   higher_is_better: bool, tol_text: str) -> None:
-    """Read a timing verdict against the machine probe, when the machine itself moved past the tolerance.
-
-    The candidate's value is scaled by the probe's factor (times divided, throughputs multiplied). A change that
-    the scaling brings within the tolerance, or turns the other way, was the machine's: ``inconclusive``, not a
-    regression (nor an improvement). A change that survives the scaling keeps its verdict, with the factor said.
-    A raw ``unchanged`` on a machine that got faster or slower is ``inconclusive`` when the scaled change is past
-    the tolerance: the code may have moved by as much as the machine hid.
-    """
-    if factor is None or row.verdict not in ("regression", "improvement", "unchanged") or not b.value:
-        return
-    if abs(factor - 1) * abs(b.value) <= threshold:
-        return  # the machine ran as fast as the baseline's, within the tolerance: the raw verdict stands
-    scaled = c.value * factor if higher_is_better else c.value / factor
-    change = scaled - b.value
-    pct = f"{round(100 * change / abs(b.value), 1) + 0.0:+.1f}%"  # + 0.0: no "-0.0%"
-    speed = f"the machine ran a fixed probe workload at {factor:.2f}x the baseline's time (machine_probe_ms)"
-    if abs(change) <= threshold:
-        if row.verdict == "unchanged":
-            row.detail += f"; {speed}, and scaled by it the change is {pct}, within the tolerance"
-            return
-        row.detail = (f"inconclusive: the machine, not the code: {row.detail}; but {speed}, and scaled by it the "
-                      f"change is {pct}, within the tolerance {tol_text}")
-        row.verdict = "inconclusive"
-        return
-    worse = -change if higher_is_better else change
-    scaled_verdict = "regression" if worse > 0 else "improvement"
-    if row.verdict == scaled_verdict:
-        row.detail += f"; {speed}, and scaled by it the change is still {pct}"
-        return
-    row.detail = (f"inconclusive: {row.detail}; but {speed}, and scaled by it the change is {pct} "
-                  f"({scaled_verdict}); re-run on a like machine to judge")
-    row.verdict = "inconclusive"
 
 
 def judge_remeasure(row: MetricComparison, first: float | None) -> MetricComparison:
@@ -744,9 +691,7 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
                 latency_ok=latency_ok, latency_reason=reason,
                 candidate_case_status=c.status if c else "missing",
                 candidate_case_detail=(c.detail if c else "case not in the candidate run"),
-                gated=not defaulted or gated_by_default(metric),
-                machine=(b.metrics.get(("machine_probe_ms", "")) if b else None,
-                         c.metrics.get(("machine_probe_ms", "")) if c else None))
+                gated=not defaulted or gated_by_default(metric))
             comp.rows.append(row)
             if reference and row.verdict == "not-compared" and row.detail.startswith("reference moved"):
                 comp.warnings.append(f"{row.label}: {row.detail}")

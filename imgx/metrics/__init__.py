@@ -64,7 +64,6 @@ _metric("sweep_images_per_second", "batched sweep throughput", "img/s", True, "t
 _metric("speedup", "speed-up vs the reference combination", "x", True, "timing", {"edit"}, requestable=False,
         quality=False)
 _metric("peak_memory_mb", "peak memory", "MB", False, "memory", _ALL, requestable=False, quality=False)
-_metric("machine_probe_ms", "machine speed probe", "ms", False, "timing", _ALL, requestable=False, quality=False)
 _metric("train_seconds", "training time", "s", False, "timing", {"colorize", "generate", "translate", "text-to-image"},
         requestable=False, quality=False)
 _metric("train_images_per_second", "training throughput", "img/s", True, "timing",

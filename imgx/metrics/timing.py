@@ -81,10 +81,8 @@ def percentile(values: Iterable[float], q: float) -> float:
 
 
 def time_callable(fn: Callable[..., Any], *args: Any, warmup: int = 1, repeats: int = 3, device: str = "cpu",
-                  between: Callable[[], Any] | None = None, **kwargs: Any) -> TimingResult:
+                  **kwargs: Any) -> TimingResult:
     """Call ``fn(*args, **kwargs)`` ``warmup`` times untimed, then ``repeats`` times timed.
-
-    ``between``, when given, runs after each timed call, outside its timing (the machine probe).
 
     Returns:
         the samples (ms) and the last call's return value.
@@ -97,8 +95,6 @@ def time_callable(fn: Callable[..., Any], *args: Any, warmup: int = 1, repeats: 
         with Clock(device) as clock:
             result = fn(*args, **kwargs)
         samples.append(clock.ms)
-        if between is not None:
-            between()
     return TimingResult(samples, warmup, str(device), result)
 
 
@@ -224,19 +220,15 @@ def latency_rows(fn: Callable[[], Any], *, device: str = "cpu", warmup: int = 2,
     """
     import torch
 
-    from imgx.metrics.machine_probe import MachineProbe
-
-    probe = MachineProbe(device)
     reset_peak_memory(device)
     with torch.inference_mode():
-        timing = time_callable(fn, warmup=warmup, repeats=repeats, device=device, between=probe)
-    return rows_from_samples(timing.samples_ms, device=device, images_per_call=items, peak=peak_memory_mb(device),
-                             probe_ms=probe.samples)
+        timing = time_callable(fn, warmup=warmup, repeats=repeats, device=device)
+    return rows_from_samples(timing.samples_ms, device=device, images_per_call=items, peak=peak_memory_mb(device))
 
 
 def rows_from_samples(samples_ms: list[float], *, device: str, images_per_call: int = 1, steps: int | None = None,
                       stage_ms: Mapping[str, float | None] | None = None, denoise_ms: float | None = None,
-                      peak: tuple[float, str] | None = None, probe_ms: list[float] | None = None) -> list[MetricRow]:
+                      peak: tuple[float, str] | None = None) -> list[MetricRow]:
     """Metric rows for a list of per-call latencies (warm-up already excluded).
 
     Args:
@@ -247,8 +239,6 @@ def rows_from_samples(samples_ms: list[float], *, device: str, images_per_call: 
         stage_ms: stage -> median ms, written as ``latency_ms_<stage>`` rows.
         denoise_ms: median denoising-loop time per call, ms.
         peak: ``(MB, what it measures)`` from :func:`peak_memory_mb`.
-        probe_ms: :class:`~imgx.metrics.machine_probe.MachineProbe` samples taken between the calls
-            (``machine_probe_ms``: how fast the machine was meanwhile).
     """
     n = len(samples_ms)
     detail = f"{n} timed calls after warm-up on {device}"
@@ -271,10 +261,4 @@ def rows_from_samples(samples_ms: list[float], *, device: str, images_per_call: 
             rows.append(MetricRow(f"latency_ms_{stage}", value, "ms", n=n, detail="median over timed calls"))
     if peak is not None:
         rows.append(MetricRow("peak_memory_mb", peak[0], "MB", detail=peak[1]))
-    if probe_ms:
-        from imgx.metrics.machine_probe import WORKLOAD
-
-        rows.append(MetricRow("machine_probe_ms", percentile(probe_ms, 50), "ms", n=len(probe_ms),
-                              detail=f"{WORKLOAD}, timed after each call, outside its timing: how fast the machine "
-                                     f"was while the calls ran", samples=[round(float(x), 4) for x in probe_ms]))
     return rows

@@ -77,7 +77,6 @@ class TimedCalls:
     warmup: int
     repeats: int
     extra: dict[str, Any] = field(default_factory=dict)
-    probe_ms: list[float] = field(default_factory=list)  # the machine probe after each timed call
 
 
 def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[str, list], *, device: str,
@@ -93,12 +92,10 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
     e.g. from a batched sweep; one per image with ``per_image``) no item is called for its output: only the
     ``warmup`` and ``repeats`` calls of the first item run, timed, so latency keeps meaning one call.
     """
-    from imgx.metrics.machine_probe import MachineProbe
     from imgx.metrics.timing import Clock, StageTimer, peak_memory_mb, reset_peak_memory
 
     for _ in range(warmup):
         call(items[0])
-    probe = MachineProbe(device)
     reset_peak_memory(device)
     samples: list[float] = []
     results: list[tuple[Any, np.ndarray, bool | None]] = []
@@ -110,7 +107,6 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
                 out = call(item)
             timer.end()
             samples.append(clock.ms)
-            probe()  # after the call, outside its timing: how fast the machine was meanwhile
             return out
 
         if precomputed is not None:
@@ -129,8 +125,7 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
         while len(samples) < repeats:
             timed(items[0])
     peak = peak_memory_mb(device)
-    return TimedCalls(results, samples, {s: timer.median(s) for s in stages}, peak, warmup, repeats,
-                      probe_ms=probe.samples)
+    return TimedCalls(results, samples, {s: timer.median(s) for s in stages}, peak, warmup, repeats)
 
 
 def save_outputs(ctx, case_id: str, timed: TimedCalls, describe: Callable[[Any], tuple[list[Any], dict[str, Any]]]
@@ -175,8 +170,7 @@ def latency_metric_rows(timed: TimedCalls, *, device: str, steps: int, images_pe
     from imgx.metrics.timing import rows_from_samples
 
     return rows_from_samples(timed.samples, device=device, images_per_call=images_per_call, steps=steps,
-                             denoise_ms=timed.stage_ms.get("denoise"), stage_ms=timed.stage_ms, peak=timed.peak,
-                             probe_ms=timed.probe_ms)
+                             denoise_ms=timed.stage_ms.get("denoise"), stage_ms=timed.stage_ms, peak=timed.peak)
 
 
 def timing_info(timed: TimedCalls, device: str) -> dict[str, Any]:
