@@ -241,6 +241,14 @@ def default_max_batch(pipe, device: str, height: int, width: int, branches=Pix2P
                              f"estimated {per_point / 2**20:.1f} MB per point", budget / 2**20)
 
 
+def choose_max_batch(max_batch: int | None, pipe, device: str, height: int, width: int,
+                     branches=Pix2PixBranches) -> BatchSize:
+    """The suite's ``inference.max_batch`` when it sets one, else :func:`default_max_batch`."""
+    if max_batch:
+        return BatchSize(max_batch, "inference.max_batch")
+    return default_max_batch(pipe, device, height, width, branches)
+
+
 def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branches=Pix2PixBranches,
                    max_batch: int = CPU_MAX_BATCH, height: int | None = None, width: int | None = None,
                    encodings: Encodings | None = None, progress=None) -> Denoised:

@@ -115,14 +115,13 @@ def edit_outputs(case, ctx, loaded, images: list, pairs: list) -> SweepOutputs |
     """:func:`outputs_for` for the ``edit`` task: every case of the group with every (input, prompt) pair."""
 
     def compute(group: list) -> dict[str, SweepOutputs]:
-        from imgx.diffusion.batched import BatchSize, Pix2PixBranches, Point, default_max_batch, denoise_points
+        from imgx.diffusion.batched import Pix2PixBranches, Point, choose_max_batch, denoise_points
 
         inf = case.spec.inference
         points = [Point(p.prompt, p.seed, c.spec.inference.guidance_scale, c.spec.inference.image_guidance_scale,
                         images[p.index], p.index) for c in group for p in pairs]
         width, height = images[0].size
-        size = (BatchSize(inf.max_batch, "inference.max_batch") if inf.max_batch
-                else default_max_batch(loaded.pipe, case.device, height, width, Pix2PixBranches))
+        size = choose_max_batch(inf.max_batch, loaded.pipe, case.device, height, width, Pix2PixBranches)
         made = denoise_points(loaded.pipe, points, num_inference_steps=inf.num_inference_steps,
                               branches=Pix2PixBranches, max_batch=size.points,
                               progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))
@@ -140,19 +139,16 @@ def text_to_image_outputs(case, ctx, loaded, calls: list, size: int | None) -> S
     """
 
     def compute(group: list) -> dict[str, SweepOutputs]:
-        from imgx.diffusion.batched import BatchSize, Point, TextToImageBranches, default_max_batch, denoise_points
+        from imgx.diffusion.batched import BatchSize, Point, TextToImageBranches, choose_max_batch, denoise_points
 
         inf, pipe = case.spec.inference, loaded.pipe
         samples = [s for call in calls for s in call]
         points = [Point(s.prompt, s.seed, c.spec.inference.guidance_scale) for c in group for s in samples]
         side = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
         per_call = max(len(call) for call in calls)
-        batch = BatchSize(inf.max_batch, "inference.max_batch") if inf.max_batch else None
-        if batch is None:
-            batch = default_max_batch(pipe, case.device, side, side, TextToImageBranches)
-            if batch.points < per_call:
-                batch = BatchSize(per_call, f"the images of one call ({batch.why} gave {batch.points})",
-                                  batch.budget_mb)
+        batch = choose_max_batch(inf.max_batch, pipe, case.device, side, side, TextToImageBranches)
+        if not inf.max_batch and batch.points < per_call:
+            batch = BatchSize(per_call, f"the images of one call ({batch.why} gave {batch.points})", batch.budget_mb)
         made = denoise_points(pipe, points, num_inference_steps=inf.num_inference_steps,
                               branches=TextToImageBranches, max_batch=batch.points, height=size, width=size,
                               progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))
