@@ -157,17 +157,17 @@ def test_batched_sweep_speed_cpu(benchmark, tmp_path):
 
 def _peak_rss_mb(suite: Path, out: Path) -> float:
     """Peak resident memory of a fresh process that runs ``suite`` and nothing else."""
-    code = ("import resource\n"
+    code = ("from imgx.metrics.timing import peak_memory_mb\n"
             "from imgx.runner import run_suite\n"
             f"summary = run_suite({str(suite)!r}, {str(out)!r}, quiet=True, report=False)\n"
             "assert summary.exit_code == 0, summary.failed_cases\n"
-            "print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            "print('peak_mb', peak_memory_mb('cpu')[0])\n")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return int(proc.stdout.split("peak_kb")[-1]) / 1024
+    return float(proc.stdout.split("peak_mb")[-1])
 
 
 def test_batched_sweep_memory_cpu(benchmark, tmp_path):

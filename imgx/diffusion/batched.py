@@ -93,7 +93,6 @@ class Denoised:
 class Pix2PixBranches:
     """InstructPix2Pix: branches (text, image, unconditional), as ``StableDiffusionInstructPix2PixPipeline``."""
 
-    rows = 3
     kinds = ("text", "image", "uncond")  # the rows of ``prompt_embeds`` / ``image_latents``, in this order
 
     @staticmethod
@@ -141,7 +140,6 @@ class Pix2PixBranches:
 class TextToImageBranches:
     """Stable Diffusion text-to-image: branches (unconditional, text), as ``StableDiffusionPipeline``."""
 
-    rows = 2
     kinds = ("uncond", "text")
 
     @staticmethod
@@ -234,7 +232,7 @@ def default_max_batch(pipe, device: str, height: int, width: int, branches=Pix2P
     scale = getattr(pipe, "vae_scale_factor", 8)
     width0 = pipe.unet.config.block_out_channels[0]
     itemsize = torch.empty((), dtype=pipe.unet.dtype).element_size()
-    per_point = branches.rows * (height // scale) * (width // scale) * width0 * 60 * itemsize
+    per_point = len(branches.kinds) * (height // scale) * (width // scale) * width0 * 60 * itemsize
     budget = free // 2
     points = int(max(1, min(MAX_BATCH_LIMIT, budget // max(per_point, 1))))
     return BatchSize(points, f"chosen for a budget of {budget / 2**20:.0f} MB (half the free CUDA memory) at an "
@@ -368,7 +366,7 @@ def _loop(pipe, points: list[Point], steps: int, branches, encodings: Encodings,
     # Points of one class have equal latents: the same seed draws the same initial noise (and the same
     # ancestral noise at every step); a step keeps two points together only if all its inputs are equal.
     classes = _renumber([p.seed for p in points])
-    bare_per_step = sum(branches.rows if g else 1 for g in guided)
+    bare_per_step = sum(len(branches.kinds) if g else 1 for g in guided)
     unet_rows = 0
     timesteps = schedulers[0].timesteps
     steps_iter = progress(range(len(timesteps))) if progress else range(len(timesteps))
