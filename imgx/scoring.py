@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -145,7 +146,9 @@ def _materialise(value: ImagesLike | None, name: str, folder: Path) -> str | Non
         return None if value is None else str(value)
     arrays = _to_uint8(np.stack([np.asarray(a) for a in value]) if not isinstance(value, np.ndarray) else value, name)
     target = folder / name
-    target.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # images of an earlier call with the same out= would be matched with these
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
     for i, a in enumerate(arrays):
         Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(target / f"{i:05d}.png")
     return str(target)

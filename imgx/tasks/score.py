@@ -12,7 +12,9 @@ its size (LANCZOS) where they differ, as the edit task does with its inputs, and
   names (default ``inception-v3``, the standard; ``unavailable`` with the reason where its weights are absent).
   The reference is split by the case seed: the held-out part is the real set of every row, the rest gives the
   ``real-split`` row (real images against real images at the outputs' count where the reference allows: the
-  floor); with inputs, an ``identity`` row. All sets are centre-cropped to squares of one size.
+  floor); with inputs, an ``identity`` row. All sets are centre-cropped to squares of one size. Scored images
+  identical to one of the held-out real set are left out, with a warning in the row (a copy of the reference
+  scores the floor, not 0).
 - ``clip_score`` (output vs its prompt; ``input-copy`` row with inputs), ``clip_image_similarity`` (input vs
   output) and ``prompt_accuracy`` (prompts that name a digit, judged by the digits classifier), as in the
   text-to-image and edit tasks.
@@ -200,14 +202,22 @@ def _distribution_rows(case, ctx, files, squares, size, info) -> list[MetricRow]
     n_floor = min(len(squares["outputs"]), len(reference) // 2)
     floor = [reference[i] for i in order[:n_floor]]
     real = [reference[i] for i in order[n_floor:]]
-    split = (f"reference {files.reference[0].parent if len(files.reference) else ''}: {len(real)} of "
-             f"{len(reference)} images held out as the real set (seed {case.seed}); images centre-cropped to "
-             f"{size}px squares")
+    split = (f"reference {case.spec.data.reference}: {len(real)} of {len(reference)} images held out as the real "
+             f"set (seed {case.seed}); images centre-cropped to {size}px squares")
     sets = {"": squares["outputs"], "real-split": floor}
     if files.inputs is not None:
         sets["identity"] = squares["inputs"]
     notes = {"": "", "real-split": f"; real-split: {n_floor} other reference images (the floor)",
              "identity": "; identity: the inputs copied through"}
+    # An image of the real set among the scored ones would be compared with itself: held out means held out.
+    held_out = {a.tobytes() for a in real}
+    for ref in ("", "identity"):
+        if ref in sets:
+            kept = [a for a in sets[ref] if a.tobytes() not in held_out]
+            if len(kept) < len(sets[ref]):
+                notes[ref] += (f"; WARNING: {len(sets[ref]) - len(kept)} of {len(sets[ref])} images are identical to "
+                               "images of the held-out real set (copied or memorised) and were left out")
+                sets[ref] = kept
     rows: list[MetricRow] = []
     per_metric: dict[str, Any] = {}
     features: dict[tuple[int, str], np.ndarray] = {}

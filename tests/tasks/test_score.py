@@ -191,3 +191,21 @@ def test_clip_metrics_without_weights_are_unavailable_with_the_reason(folders, t
     prompts.write_text("file,prompt\nimg000,a photo\n", encoding="utf-8")
     with pytest.raises(ImgxError, match=f"prompts: {N - 1} output.s. have no namesake in the prompts CSV"):
         imgx.score(folders["out"], prompts=prompts)
+
+
+def test_a_copy_of_the_reference_scores_the_floor_not_zero(tmp_path):
+    import shutil
+
+    from imgx.data import DATASETS
+    from imgx.imageio import tensor_to_array
+    from imgx.suite.schema import DataSpec
+
+    digits = DATASETS.get("digits")(DataSpec(name="digits", image_size=28), 0, "generate")
+    reference = _save(tmp_path / "ref", tensor_to_array(digits["train"])[:80, ..., 0])
+    shutil.copytree(reference, tmp_path / "copy")
+    frame = imgx.score(tmp_path / "copy", reference=reference, metrics=["fid"], features="digits-classifier")
+    fid = {r.reference: r for r in frame.itertuples()}
+    # The 40 copies of the held-out real set are left out; the other 40 are exactly the real-split images.
+    # (equal up to float32 features embedded in other batches)
+    assert fid[""].value == pytest.approx(fid["real-split"].value, rel=1e-6) and fid[""].value > 0
+    assert "WARNING: 40 of 80 images are identical to images of the held-out real set" in fid[""].detail
