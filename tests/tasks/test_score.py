@@ -171,9 +171,13 @@ def test_fid_of_same_distribution_images_sits_at_the_real_split_floor(tmp_path):
     reference = _save(tmp_path / "ref", real[:120])
     outputs = _save(tmp_path / "out", real[120:180], start=120)  # other images of the same distribution
     inputs = _save(tmp_path / "inp", 255 - real[120:180], start=120)
-    frame = imgx.score(outputs, input=inputs, reference=reference, metrics=["fid", "kid"],
-                       features="digits-classifier")
+    prompts = {f"img{i:03d}": f"a handwritten digit {int(digits['train_labels'][i])}" for i in range(120, 180)}
+    frame = imgx.score(outputs, input=inputs, reference=reference, prompts=prompts,
+                       metrics=["fid", "kid", "prompt_accuracy"], features="digits-classifier")
+    # Real digits drawn as their prompts say: the classifier agrees with nearly every prompt.
+    assert frame["prompt_accuracy"] > 0.8
     fid = {r.reference: r for r in frame[frame.metric == "fid"].itertuples()}
+    assert len(frame[(frame.metric == "kid") & (frame.status == "ok")]) == 3
     assert set(fid) == {"", "real-split", "identity"} and all(r.status == "ok" for r in fid.values())
     floor = fid["real-split"]
     assert floor.ci_low <= fid[""].value <= floor.ci_high, (fid[""].value, floor)
