@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from imgx.errors import DataError, SuiteError
+from imgx.errors import DataError, RunDirError, SuiteError
 
 if TYPE_CHECKING:  # numpy and pandas load when scoring runs, not at ``import imgx``
     import numpy as np
@@ -84,7 +84,7 @@ def check_suite(suite: dict[str, Any], names: Mapping[str, str]) -> None:
         try:
             load_suite(path)
         except SuiteError as exc:
-            raise SuiteError([_for_caller(p, names) for p in exc.problems()]) from None
+            raise SuiteError(list(dict.fromkeys(_for_caller(p, names) for p in exc.problems()))) from None
 
 
 def _for_caller(problem: str, names: Mapping[str, str]) -> str:
@@ -113,6 +113,11 @@ def run_score(suite: dict[str, Any], out: str | Path, *, quiet: bool = True, rep
     from imgx.runner import run_suite
 
     out = Path(out)
+    data = suite["cases"][0]["data"]
+    for key in ("path", "target", "input", "reference"):
+        if data.get(key) and out.resolve().is_relative_to(Path(data[key]).resolve()):
+            raise RunDirError(f"--out {out}: inside the {key} folder {data[key]}; the run's files would be scored "
+                              "next time. Choose an --out outside it")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "score.yaml"
     _write_yaml(path, suite)

@@ -55,7 +55,8 @@ def score_problems(case) -> list[tuple[tuple, str]]:
         return []  # refused by the data set check (only 'outputs' feeds task score)
     problems: list[tuple[tuple, str]] = []
     if not case.metrics:
-        problems.append((("metrics",), "a score case needs metrics (e.g. [psnr, ssim] with a target folder)"))
+        problems.append((("metrics",), "nothing to score: name metrics (psnr, ssim with a target folder; fid, kid "
+                                       "with a reference folder; clip_score with prompts)"))
     for i, metric in enumerate(case.metrics):
         need = NEEDS.get(metric)
         if need and not getattr(data, need):

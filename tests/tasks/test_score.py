@@ -109,6 +109,7 @@ def test_python_function_gives_the_cli_numbers_from_folders_and_arrays(folders, 
     ("text", ["--target", "{truth}"], "OUTPUTS: * 1 file(s) are not images * notes.txt*"),
     ("ambiguous", ["--target", "{truth}"], "OUTPUTS: * match more than one file * img000.jpg / img000.png*"),
     ("copy", ["--metrics", "fid"], "--metrics: 'fid' needs a reference folder*"),
+    ("inside", ["--target", "{truth}", "--out", "{root}/out/run"], "--out */out/run: inside the path folder *"),
 ])
 def test_bad_folders_are_exit_2_with_one_line_each(folders, tmp_path, capsys, setup, args, expected):
     import fnmatch
@@ -123,10 +124,10 @@ def test_bad_folders_are_exit_2_with_one_line_each(folders, tmp_path, capsys, se
     elif setup == "ambiguous":
         Image.open(out / "img000.png").save(out / "img000.jpg")
     args = [a.format(truth=folders["truth"], root=tmp_path) for a in args]
-    assert main(["score", str(out), *args, "--out", str(tmp_path / "run")]) == 2
+    assert main(["score", str(out), "--out", str(tmp_path / "run"), *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert any(fnmatch.fnmatch(line, f"imgx: error: {expected}") for line in lines), lines
-    assert "Traceback" not in "".join(lines) and not (tmp_path / "run").exists()
+    assert "Traceback" not in "".join(lines) and not (tmp_path / "run").exists() and not (out / "run").exists()
 
 
 def test_an_unreadable_image_is_exit_2_naming_the_file(folders, tmp_path, capsys):
