@@ -142,10 +142,10 @@ def run(case, ctx) -> CaseResult:
                 values.setdefault((kind, "identity"), _Values()).add(kind, inp, target)
         if "input_ssim" in metrics:
             values.setdefault(("ssim", "input"), _Values()).add("ssim", out, inp)
-        if keep_all or i < GRID_IMAGES:
-            for key, image in (("outputs", out), ("inputs", inp), ("targets", target)):
-                if image is not None:
-                    squares[key].append(np.asarray(square(image, size)))
+        for key, image in (("outputs", out), ("inputs", inp), ("targets", target)):
+            # Outputs and inputs feed FID/KID and CLIP; targets only the grid.
+            if image is not None and (i < GRID_IMAGES or (keep_all and key != "targets")):
+                squares[key].append(np.asarray(square(image, size)))
 
     note = "; ".join(f"{n} {side}(s) resized (LANCZOS) to their output's size" for side, n in resized.items() if n)
     rows: list[MetricRow] = []
