@@ -18,6 +18,9 @@ its size (LANCZOS) where they differ, as the edit task does with its inputs, and
 - ``clip_score`` (output vs its prompt; ``input-copy`` row with inputs), ``clip_image_similarity`` (input vs
   output) and ``prompt_accuracy`` (prompts that name a digit, judged by the digits classifier), as in the
   text-to-image and edit tasks.
+
+``outputs.csv`` gets one row per scored file (its path where it is; nothing is copied) with its own pixel metric
+values, so the worst outputs can be found by sorting.
 """
 
 from __future__ import annotations
@@ -165,7 +168,25 @@ def run(case, ctx) -> CaseResult:
                                          f"(LANCZOS) to {size}px", "resized": resized}
     rows += _distribution_rows(case, ctx, files, squares, size, info)
     rows += _prompt_rows(case, ctx, files, names, squares, info)
-    return CaseResult(rows=rows, artifacts=_grid(ctx, case, squares), info=info)
+    return CaseResult(rows=rows, outputs=_per_image(files, names, values), artifacts=_grid(ctx, case, squares),
+                      info=info)
+
+
+def _per_image(files, names: list[str], values: dict[tuple[str, str], _Values]) -> list[dict[str, Any]]:
+    """``outputs.csv`` rows: each scored file (where it is, not copied) with its own pixel metric values."""
+    own = {("input_ssim" if against == "input" else kind): v for (kind, against), v in values.items()
+           if against in ("", "input") and v.error is None}
+    rows = []
+    for i, name in enumerate(names):
+        row: dict[str, Any] = {"name": name, "path": str(files.outputs[name])}
+        for side, found in (("input_path", files.inputs), ("target_path", files.targets)):
+            if found is not None:
+                row[side] = str(found[name])
+        if files.prompts:
+            row["prompt"] = files.prompts[name]
+        row.update({metric: v.values[i] for metric, v in sorted(own.items())})
+        rows.append(row)
+    return rows
 
 
 def _tensor(arrays: list[np.ndarray]):

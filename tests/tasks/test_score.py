@@ -75,6 +75,12 @@ def test_cli_pixel_metrics_equal_skimage_and_write_a_run_directory(folders, tmp_
     # The known noise: MSE on [0,1] near (12/255)^2 (a little less where clipping at 0/255 cut it).
     assert float(rows["mse", ""]["value"]) == pytest.approx((NOISE / 255) ** 2, rel=0.15)
     assert float(rows["input_ssim", ""]["value"]) == pytest.approx(_skimage(arrays["inp"], arrays["out"])["ssim"])
+    # outputs.csv: one row per scored file, where it is, with its own values.
+    with open(run / "outputs.csv", newline="") as fh:
+        per_image = list(csv.DictReader(fh))
+    assert [Path(r["path"]) for r in per_image] == sorted(folders["out"].iterdir())
+    assert Path(per_image[3]["target_path"]) == folders["truth"] / "img003.png"
+    assert float(per_image[3]["mse"]) == pytest.approx(_skimage(arrays["truth"][3:4], arrays["out"][3:4])["mse"])
     # A normal run directory, and the suite it ran, which `imgx run` reproduces.
     assert {"manifest.json", "results.csv", "report.html", "score.yaml", "cases"} <= {p.name for p in run.iterdir()}
     (record,) = [json.loads(p.read_text()) for p in (run / "cases").glob("*.json")]
