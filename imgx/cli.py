@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--clip-model", help="CLIP model (hub id or local folder) for the CLIP metrics")
     sc.add_argument("--image-size", type=int, help="square size of FID/KID and CLIP images (default the outputs' "
                                                    "smaller side, at most 299)")
+    sc.add_argument("--id", dest="case_id", help="case id (default the outputs folder's name; runs compare by id)")
     sc.add_argument("--seed", type=int, default=0, help="bootstrap and reference-split seed (default 0)")
     sc.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     sc.add_argument("--out", help="run directory (default reports/score/<timestamp>); reusing one resumes")
@@ -194,10 +195,10 @@ def _cmd_score(args) -> int:
     metrics = [m for part in args.metrics or [] for m in part.split(",") if m]
     folders = {k: getattr(args, k) for k in ("outputs", "target", "input", "reference", "prompts")}
     suite = score_suite(folders, metrics, features=args.features, clip_model=args.clip_model,
-                        image_size=args.image_size, seed=args.seed, device=args.device)
+                        image_size=args.image_size, seed=args.seed, device=args.device, case_id=args.case_id)
     names = {"outputs": "OUTPUTS", "metrics": "--metrics", "features": "--features", "clip_model": "--clip-model",
-             **{k: f"--{k}" for k in ("target", "input", "reference", "prompts")}, "data.image_size": "--image-size",
-             "device": "--device"}
+             **{k: f"--{k}" for k in ("target", "input", "reference", "prompts", "id", "device")},
+             "data.image_size": "--image-size"}
     check_suite(suite, names)
     summary = run_score(suite, args.out or default_out("score"), quiet=args.quiet, report=not args.no_report,
                         argv=["imgx", *sys.argv[1:]])

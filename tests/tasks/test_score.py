@@ -220,3 +220,16 @@ def test_a_copy_of_the_reference_scores_the_floor_not_zero(tmp_path):
     # (equal up to float32 features embedded in other batches)
     assert fid[""].value == pytest.approx(fid["real-split"].value, rel=1e-6) and fid[""].value > 0
     assert "WARNING: 40 of 80 images are identical to images of the held-out real set" in fid[""].detail
+
+
+def test_two_vendors_compare_by_id(folders, tmp_path, capsys):
+    noisier = np.clip(folders["arrays"]["truth"] + np.random.default_rng(1).normal(0, 40, (N, SIZE, SIZE, 3)).round(),
+                      0, 255).astype(np.uint8)
+    other = _save(tmp_path / "vendor-b", noisier)
+    for name, outputs in (("a", folders["out"]), ("b", other)):
+        assert main(["score", str(outputs), "--target", str(folders["truth"]), "--metrics", "psnr", "--id", "vendor",
+                     "--out", str(tmp_path / name), "-q", "--no-report"]) == 0
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 1
+    assert "vendor" in capsys.readouterr().out
+    assert main(["score", str(other), "--target", str(folders["truth"]), "--id", "not an id"]) == 2
+    assert "imgx: error: --id: " in capsys.readouterr().err
