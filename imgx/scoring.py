@@ -20,6 +20,7 @@ from imgx.errors import DataError, RunDirError, SuiteError
 
 if TYPE_CHECKING:  # numpy and pandas load when scoring runs, not at ``import imgx``
     import numpy as np
+    import pandas as pd
 
 ImagesLike = Union[str, Path, "np.ndarray", Sequence["np.ndarray"]]  # noqa: UP007 - a runtime alias with strings
 FIELDS = ("outputs", "target", "input", "reference", "prompts")
@@ -182,7 +183,8 @@ def _prompts_csv(prompts: Any, count: int | None, folder: Path) -> str | None:
 def score(outputs: ImagesLike, target: ImagesLike | None = None, input: ImagesLike | None = None,
           reference: ImagesLike | None = None, prompts: str | Path | Sequence[str] | Mapping[str, str] | None = None,
           metrics: Sequence[str] | None = None, *, features: str | None = None, clip_model: str | None = None,
-          image_size: int | None = None, seed: int = 0, device: str = "cpu", out: str | Path | None = None):
+          image_size: int | None = None, seed: int = 0, device: str = "cpu",
+          out: str | Path | None = None) -> pd.DataFrame:
     """Score images made elsewhere; returns the run's ``results.csv`` rows as a pandas DataFrame.
 
     Folders are matched by file name without the suffix; arrays ``(N, H, W, 3)`` (uint8, or float in ``[0, 1]``,
@@ -223,7 +225,7 @@ def score(outputs: ImagesLike, target: ImagesLike | None = None, input: ImagesLi
     return frame
 
 
-def results_frame(path: str | Path):
+def results_frame(path: str | Path) -> pd.DataFrame:
     """``results.csv`` as a :class:`Scores` frame: numbers as floats, empty text as ``""``."""
     import pandas as pd
 

@@ -233,3 +233,17 @@ def test_two_vendors_compare_by_id(folders, tmp_path, capsys):
     assert "vendor" in capsys.readouterr().out
     assert main(["score", str(other), "--target", str(folders["truth"]), "--id", "not an id"]) == 2
     assert "imgx: error: --id: " in capsys.readouterr().err
+
+
+def test_targets_of_another_size_are_resized_to_their_output_and_said_so(folders, tmp_path):
+    from skimage.metrics import mean_squared_error
+
+    big = [np.asarray(Image.fromarray(a).resize((2 * SIZE, 2 * SIZE), Image.Resampling.BICUBIC))
+           for a in folders["arrays"]["truth"]]
+    truth = _save(tmp_path / "big", big, suffix=".jpg")  # another format too: matched by name without suffix
+    frame = imgx.score(folders["out"], target=truth, metrics=["target_mse"])
+    (row,) = frame.itertuples()
+    assert f"{N} target(s) resized (LANCZOS) to their output's size" in row.detail
+    expected = np.mean([mean_squared_error(np.asarray(Image.open(truth / f"img{i:03d}.jpg").convert("RGB").resize(
+        (SIZE, SIZE), Image.Resampling.LANCZOS)) / 255.0, o / 255.0) for i, o in enumerate(folders["arrays"]["out"])])
+    assert row.value == pytest.approx(expected, rel=1e-9)
