@@ -247,3 +247,29 @@ def test_targets_of_another_size_are_resized_to_their_output_and_said_so(folders
     expected = np.mean([mean_squared_error(np.asarray(Image.open(truth / f"img{i:03d}.jpg").convert("RGB").resize(
         (SIZE, SIZE), Image.Resampling.LANCZOS)) / 255.0, o / 255.0) for i, o in enumerate(folders["arrays"]["out"])])
     assert row.value == pytest.approx(expected, rel=1e-9)
+
+
+def test_clip_metrics_with_a_local_clip_equal_a_direct_transformers_computation(folders, tmp_path):
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    from imgx.models.tiny import save_tiny_clip
+
+    clip = save_tiny_clip(tmp_path / "tiny-clip")
+    words = ["a red square", "a blue photo", "noise"]
+    prompts = {f"img{i:03d}": words[i % 3] for i in range(N)}
+    frame = imgx.score(folders["out"], input=folders["inp"], prompts=prompts,
+                       metrics=["clip_score", "clip_image_similarity"], clip_model=str(clip))
+    rows = {(r.metric, r.reference): r for r in frame.itertuples()}
+    assert {("clip_score", ""), ("clip_score", "input-copy"), ("clip_image_similarity", "")} <= set(rows)
+    model, processor = CLIPModel.from_pretrained(clip).eval(), CLIPProcessor.from_pretrained(clip)
+    outs = [Image.fromarray(a) for a in folders["arrays"]["out"]]
+    ins = [Image.fromarray(a) for a in folders["arrays"]["inp"]]
+    texts = [prompts[f"img{i:03d}"] for i in range(N)]
+    with torch.no_grad():
+        direct = model(**processor(text=texts, images=outs, return_tensors="pt", padding=True))
+        direct_in = model(**processor(text=texts, images=ins, return_tensors="pt", padding=True))
+    cos = torch.nn.functional.cosine_similarity(direct.image_embeds, direct.text_embeds)
+    assert rows["clip_score", ""].value == pytest.approx(float((100 * cos.clamp_min(0)).mean()), abs=1e-3)
+    similarity = torch.nn.functional.cosine_similarity(direct_in.image_embeds, direct.image_embeds)
+    assert rows["clip_image_similarity", ""].value == pytest.approx(float(similarity.mean()), abs=1e-4)
