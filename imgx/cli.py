@@ -55,18 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="score images made elsewhere into a run directory (task: score)",
                         description="Score a folder of images made elsewhere. Targets and inputs are matched to the "
                                     "outputs by file name without the suffix.")
-    sc.add_argument("outputs", help="folder of the images to score")
-    sc.add_argument("--target", help="folder of what each output should be (mse, psnr, ssim, target_*)")
-    sc.add_argument("--input", help="folder of what the model was given (input_ssim, identity reference rows)")
-    sc.add_argument("--reference", help="folder of real images for fid/kid (any count)")
-    sc.add_argument("--prompts", help="CSV with columns file,prompt (clip_score, prompt_accuracy)")
+    sc.add_argument("outputs", metavar="OUTPUTS", help="folder of the images to score")
+    sc.add_argument("--target", metavar="DIR", help="folder of what each output should be (mse, psnr, ssim, target_*)")
+    sc.add_argument("--input", metavar="DIR",
+                    help="folder of what the model was given (input_ssim, identity reference rows)")
+    sc.add_argument("--reference", metavar="DIR", help="folder of real images for fid/kid (any count)")
+    sc.add_argument("--prompts", metavar="CSV", help="CSV with columns file,prompt (clip_score, prompt_accuracy)")
     sc.add_argument("--metrics", nargs="+", metavar="METRIC",
                     help="metrics, space or comma separated (default: what the given folders allow)")
-    sc.add_argument("--features", help="FID/KID feature extractor (default inception-v3; see imgx list)")
-    sc.add_argument("--clip-model", help="CLIP model (hub id or local folder) for the CLIP metrics")
-    sc.add_argument("--image-size", type=int, help="square size of FID/KID and CLIP images (default the outputs' "
-                                                   "smaller side, at most 299)")
-    sc.add_argument("--id", dest="case_id", help="case id (default the outputs folder's name; runs compare by id)")
+    sc.add_argument("--features", metavar="NAME",
+                    help="FID/KID feature extractor (default inception-v3; see imgx list)")
+    sc.add_argument("--clip-model", metavar="NAME", help="CLIP model (hub id or local folder) for the CLIP metrics")
+    sc.add_argument("--image-size", metavar="PX", type=int,
+                    help="square size of FID/KID and CLIP images (default the outputs' smaller side, at most 299)")
+    sc.add_argument("--id", metavar="ID", dest="case_id",
+                    help="case id (default the outputs folder's name; runs compare by id)")
     sc.add_argument("--seed", type=int, default=0, help="bootstrap and reference-split seed (default 0)")
     sc.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     sc.add_argument("--out", help="run directory (default reports/score/<timestamp>); reusing one resumes")
