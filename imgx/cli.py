@@ -1,4 +1,4 @@
-"""``imgx run | validate | list | report | compare | baseline``.
+"""``imgx run | validate | list | report | compare | baseline | score``.
 
 Exit codes: 0 all good; 1 a gate failed, a case failed or a regression was found; 2 bad input.
 """
@@ -51,6 +51,30 @@ def _parser() -> argparse.ArgumentParser:
     base = sub.add_parser("baseline", help="write a baseline JSON file from a run directory")
     base.add_argument("run_dir")
     base.add_argument("--out", required=True, help="baseline JSON file to write")
+
+    sc = sub.add_parser("score", help="score images made elsewhere into a run directory (task: score)",
+                        description="Score a folder of images made elsewhere. Targets and inputs are matched to the "
+                                    "outputs by file name without the suffix.")
+    sc.add_argument("outputs", metavar="OUTPUTS", help="folder of the images to score")
+    sc.add_argument("--target", metavar="DIR", help="folder of what each output should be (mse, psnr, ssim, target_*)")
+    sc.add_argument("--input", metavar="DIR",
+                    help="folder of what the model was given (input_ssim, identity reference rows)")
+    sc.add_argument("--reference", metavar="DIR", help="folder of real images for fid/kid (any count)")
+    sc.add_argument("--prompts", metavar="CSV", help="CSV with columns file,prompt (clip_score, prompt_accuracy)")
+    sc.add_argument("--metrics", nargs="+", metavar="METRIC",
+                    help="metrics, space or comma separated (default: what the given folders allow)")
+    sc.add_argument("--features", metavar="NAME",
+                    help="FID/KID feature extractor (default inception-v3; see imgx list)")
+    sc.add_argument("--clip-model", metavar="NAME", help="CLIP model (hub id or local folder) for the CLIP metrics")
+    sc.add_argument("--image-size", metavar="PX", type=int,
+                    help="square size of FID/KID and CLIP images (default the outputs' smaller side, at most 299)")
+    sc.add_argument("--id", metavar="ID", dest="case_id",
+                    help="case id (default the outputs folder's name; runs compare by id)")
+    sc.add_argument("--seed", type=int, default=0, help="bootstrap and reference-split seed (default 0)")
+    sc.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    sc.add_argument("--out", help="run directory (default reports/score/<timestamp>); reusing one resumes")
+    sc.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-metric table")
+    sc.add_argument("--no-report", action="store_true", help="skip writing report.html")
     return p
 
 
@@ -166,6 +190,30 @@ def _cmd_compare(args) -> int:
     return compare_command(args.baseline, args.candidate, out=args.out, latency=args.latency)
 
 
+def _cmd_score(args) -> int:
+    from imgx.console import print_results
+    from imgx.runner import default_out
+    from imgx.scoring import check_suite, run_score, score_suite
+
+    metrics = [m for part in args.metrics or [] for m in part.split(",") if m]
+    folders = {k: getattr(args, k) for k in ("outputs", "target", "input", "reference", "prompts")}
+    suite = score_suite(folders, metrics, features=args.features, clip_model=args.clip_model,
+                        image_size=args.image_size, seed=args.seed, device=args.device, case_id=args.case_id)
+    names = {"outputs": "OUTPUTS", "metrics": "--metrics", "features": "--features", "clip_model": "--clip-model",
+             **{k: f"--{k}" for k in ("target", "input", "reference", "prompts", "id", "device")},
+             "data.image_size": "--image-size"}
+    check_suite(suite, names)
+    summary = run_score(suite, args.out or default_out("score"), quiet=args.quiet, report=not args.no_report,
+                        argv=["imgx", *sys.argv[1:]])
+    if not args.quiet:
+        print_results(summary)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items()))
+    print(f"imgx: {summary.out}: {counts}; rerun with: imgx run {summary.out / 'score.yaml'} --out {summary.out}")
+    for line in summary.failed_cases:
+        print(f"  FAILED {line}")
+    return summary.exit_code
+
+
 def _cmd_baseline(args) -> int:
     from imgx.compare import baseline_command
 
@@ -195,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         logging.getLogger("imgx").setLevel(logging.WARNING)
     handler = {"run": _cmd_run, "validate": _cmd_validate, "list": _cmd_list, "report": _cmd_report,
-               "compare": _cmd_compare, "baseline": _cmd_baseline}[args.command]
+               "compare": _cmd_compare, "baseline": _cmd_baseline, "score": _cmd_score}[args.command]
     try:
         return handler(args)
     except ImgxError as exc:

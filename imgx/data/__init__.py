@@ -46,6 +46,10 @@ STYLES.register("winter", "imgx.data.photo_styles:winter", help="cold, washed ou
 DATASETS.register("photo-edits", "imgx.data.photo_edits:load", tasks={"edit"},
                   options={"image_size", "train", "test", "instructions", "photos", "test_photos"},
                   help="photo crops with instructions and their exact edited targets (held-out test photos)")
+DATASETS.register("outputs", "imgx.data.outputs:load", tasks={"score"},
+                  options={"path", "target", "input", "reference", "prompts", "image_size"},
+                  help="images made elsewhere (path) matched by file name to target/input folders; a reference "
+                       "folder for FID/KID; a prompts CSV (file,prompt)")
 
 
 def fingerprint(spec) -> str:
@@ -63,7 +67,7 @@ def fingerprint(spec) -> str:
                "photo-styles": "scikit-image", "photo-edits": "scikit-image"}.get(spec.name)
     if package:
         h.update(metadata.version(package).encode())
-    for where in (spec.root, spec.path):
+    for where in (spec.root, spec.path, spec.target, spec.input, spec.reference, spec.prompts):
         if not where:
             continue
         h.update(os.path.abspath(where).encode())

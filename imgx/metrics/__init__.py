@@ -5,6 +5,7 @@ Computation lives in the submodules (pixel, frechet, clip, timing); this module 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from imgx.registry import Registry
@@ -78,6 +79,12 @@ _metric("target_psnr", "PSNR to the true target", "dB", True, "full-reference", 
 _metric("target_ssim", "SSIM to the true target", "", True, "full-reference", {"edit", "translate"})
 _metric("input_ssim", "SSIM to the input", "", True, "full-reference", {"edit"})
 _metric("instruction_accuracy", "instruction accuracy", "", True, "full-reference", {"edit"})
+
+# task: score computes these from folders of images made elsewhere (imgx.tasks.score).
+for _name in ("mse", "psnr", "ssim", "target_mse", "target_psnr", "target_ssim", "input_ssim", "fid", "kid",
+              "clip_score", "clip_image_similarity", "prompt_accuracy"):
+    _entry = METRICS.entry(_name)
+    _entry.target = dataclasses.replace(_entry.target, tasks=_entry.target.tasks | {"score"})
 
 FEATURE_EXTRACTORS = Registry("feature extractor")
 FEATURE_EXTRACTORS.register("inception-v3", "imgx.metrics.features:InceptionV3Features",

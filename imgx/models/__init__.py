@@ -26,6 +26,8 @@ MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline"
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
                 help="diffusers StableDiffusionPipeline (SDXL/SD-turbo via AutoPipelineForText2Image): hub id, "
                      "local folder, 'tiny' or 'train' (a micro model trained here on the case's captioned data)")
+MODELS.register("outputs", "imgx.tasks.score:OUTPUTS", task="score", options=set(),
+                help="images made elsewhere: the folder named by data: outputs (the default model of task: score)")
 
 SCHEDULERS = Registry("scheduler")
 for _name, _cls in {

@@ -190,6 +190,11 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
         for key in sorted(case.model.model_fields_set - {"name"} - meta["options"]):
             problems.add(loc + ("model", key), f"model {case.model.name!r} takes no option {key!r}")
     _check_data_spec(case.data, task, loc + ("data",), problems)
+    if task == "score":
+        from imgx.tasks.score import score_problems
+
+        for where, message in score_problems(case):
+            problems.add(loc + where, message)
     if case.data.name in DATASETS:
         _check_pairs(case, loc, problems)
     if case.reference_data is not None and task != "text-to-image":
@@ -442,6 +447,8 @@ def load_suite(path: str | Path) -> Suite:
             problems.add(loc, "a case is a mapping")
             continue
         merged = _merge(spec.defaults, raw)
+        if merged.get("task") == "score":  # images made elsewhere: no model to name
+            merged.setdefault("model", {"name": "outputs"})
         try:
             case = CaseSpec.model_validate(merged)
         except ValidationError as exc:

@@ -62,7 +62,7 @@ def resolve_paths(case: Any, base: Path) -> None:
 
     Case keys then hash the resolved path: the same folder named from two suites is the same data.
     """
-    for name in ("path", "root"):
+    for name in ("path", "root", "target", "input", "reference", "prompts"):
         value = getattr(case.data, name)
         if value:
             setattr(case.data, name, _resolve(value, base))

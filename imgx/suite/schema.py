@@ -56,6 +56,11 @@ class DataSpec(_Strict):
     style: str | None = None
     direction: Literal["ab", "ba"] | None = None
     instructions: list[str] | None = Field(None, min_length=1)
+    # data: outputs (task: score): the folders the outputs in ``path`` are judged against, and a prompts CSV.
+    target: str | None = None
+    input: str | None = None
+    reference: str | None = None
+    prompts: str | None = None
 
 
 class TrainSpec(_Strict):

@@ -10,3 +10,5 @@ TASKS.register("translate", "imgx.tasks.translate:run",
                help="train pix2pix (paired) or CycleGAN (unpaired) to fixed epochs, score A->B vs identity/untrained")
 TASKS.register("text-to-image", "imgx.tasks.text_to_image:run",
                help="Stable Diffusion text-to-image: prompts to images, swept; CLIP score, FID/KID, prompt accuracy")
+TASKS.register("score", "imgx.tasks.score:run",
+               help="score images made elsewhere (data: outputs): paired metrics, FID/KID, CLIP; no model runs")
