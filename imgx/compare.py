@@ -21,6 +21,7 @@ import json
 import math
 import re
 import statistics
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -856,6 +857,11 @@ def baseline_command(run_dir: str | Path, out: str | Path) -> int:
     n_metrics = sum(len(c["metrics"]) for c in data["cases"].values())
     print(f"wrote {path}: {len(data['cases'])} cases, {n_metrics} metric rows "
           f"(suite {data['provenance']['suite']}, imgx {data['provenance']['imgx_version']})")
+    old = [case_id for case_id, c in data["cases"].items() if "regression" not in c]
+    if old:
+        print(f"imgx: warning: {len(old)} case(s) of {run_dir} have no recorded tolerances (written by an older "
+              f"imgx; e.g. {old[0]}): comparisons against this baseline use the candidate's, else the defaults",
+              file=sys.stderr)
     return 0
 
 

@@ -79,7 +79,7 @@ def test_recorded_tolerances_judge_from_any_working_directory(run_factory, tmp_p
     assert data["cases"]["colorizer"]["regression"] == tol
 
 
-def test_records_without_tolerances_fall_back_with_a_warning(run_factory, tmp_path):
+def test_records_without_tolerances_fall_back_with_a_warning(run_factory, tmp_path, capsys):
     """Old run directories have no ``regression`` field in their records: defaults, said once."""
     base = run_factory("base", [ssim_case(0.85)])
     cand = run_factory("cand", [ssim_case(0.85 * 0.95)])
@@ -91,6 +91,13 @@ def test_records_without_tolerances_fall_back_with_a_warning(run_factory, tmp_pa
     comp = compare_runs(base, cand)
     assert _row(comp).tolerance == "2% (default)" and _row(comp).verdict == "regression"
     assert sum("no recorded tolerances" in w for w in comp.warnings) == 1
+    capsys.readouterr()
+    assert main(["baseline", str(base), "--out", str(tmp_path / "old.json")]) == 0
+    assert "imgx: warning: 1 case(s)" in capsys.readouterr().err
+    # A candidate that recorded its tolerances is judged by them against the old baseline, without the warning.
+    new = run_factory("new", [{**ssim_case(0.85 * 0.95), "regression": {"ssim": "10%"}}])
+    comp = compare_runs(tmp_path / "old.json", new)
+    assert _row(comp).tolerance == "10%" and not any("no recorded tolerances" in w for w in comp.warnings)
 
 
 def test_a_real_run_records_its_tolerances(tmp_path, monkeypatch):
@@ -182,3 +189,13 @@ def test_kernel_version_does_not_block_latency_comparison(run_factory):
 @pytest.mark.parametrize("key", ["platform", "executable", "hostname"])
 def test_informational_environment_keys_do_not_block(key):
     assert environment_diffs({**ENVIRONMENT, key: "a"}, {**ENVIRONMENT, key: "b"}) == []
+
+
+def test_informational_differences_are_listed_in_the_summary(run_factory, capsys):
+    env_c = {**ENVIRONMENT, "platform": "Linux-6.8.0-x86_64"}
+    base = run_factory("base", [ssim_case(0.85)])
+    cand = run_factory("cand", [ssim_case(0.85)], environment=env_c)
+    assert main(["compare", str(base), str(cand), "--out", str(cand / "cmp")]) == 0
+    summary = (cand / "cmp" / "summary.md").read_text(encoding="utf-8")
+    assert "platform: Linux-x86_64 -> Linux-6.8.0-x86_64 (informational" in summary
+    assert "Latency and memory were not compared" not in summary
