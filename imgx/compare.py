@@ -701,8 +701,9 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
         # The candidate's recorded tolerances are its suite's as it ran (an entry removed there is removed); a
         # candidate from an older imgx recorded none: the baseline's, else the defaults.
         recorded = c.regression if c is not None and c.regression is not None else (b.regression if b else None)
-        if base_id not in tolerances and recorded is None:
+        if c is not None and base_id not in tolerances and recorded is None:
             unrecorded.append(case_id)
+        case_rows = []
         for metric, reference in keys:
             tol, defaulted = _tolerance_for(metric, tolerances.get(base_id), recorded)
             row = compare_measurements(
@@ -714,10 +715,10 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
                 gated=not defaulted or gated_by_default(metric))
             if c is not None and c.status not in _NOT_A_FAILURE and row.verdict in ("unchanged", "improvement"):
                 row.detail += f" (but the case {c.status}: values from what it produced)"
-            comp.rows.append(row)
+            case_rows.append(row)
             if reference and row.verdict == "not-compared" and row.detail.startswith("reference moved"):
                 comp.warnings.append(f"{row.label}: {row.detail}")
-        comp.rows += _case_verdicts(case_id, b, c, comp.rows)
+        comp.rows += case_rows + _case_verdicts(b, c, case_rows)
     line = not_run_line(comp.not_run)
     if line:
         comp.warnings.append(line)
@@ -734,14 +735,14 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
 _NOT_A_FAILURE = ("ok", "skipped")  # a case skipped here (CUDA absent) was not run, like one left out by -k
 
 
-def _case_verdicts(case_id: str, b: CaseEntry | None, c: CaseEntry | None,
-                   rows: list[MetricComparison]) -> list[MetricComparison]:
+def _case_verdicts(b: CaseEntry | None, c: CaseEntry | None, rows: list[MetricComparison]) -> list[MetricComparison]:
     """Case-level regressions: a candidate case that did not end ok, a seed group with fewer points than its
     baseline's (a crashed or missing seed point would otherwise leave the mean of the survivors)."""
     out = []
     if c is None:
         return out
-    if c.status not in _NOT_A_FAILURE and not any(r.case_id == case_id and r.verdict == "regression" for r in rows):
+    case_id = c.case_id
+    if c.status not in _NOT_A_FAILURE and not any(r.verdict == "regression" for r in rows):
         out.append(MetricComparison(case_id, "(case)", "", None, None, None, None, "", "", "regression",
                                     f"candidate case {c.status}: {c.detail or 'no reason recorded'}"))
     if b is not None and b.members and len(c.members) < len(b.members):
