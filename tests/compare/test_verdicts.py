@@ -100,7 +100,7 @@ def test_records_without_tolerances_fall_back_with_a_warning(run_factory, tmp_pa
     assert _row(comp).tolerance == "10%" and not any("no recorded tolerances" in w for w in comp.warnings)
 
 
-def test_a_real_run_records_its_tolerances(tmp_path, monkeypatch):
+def test_a_real_run_records_its_tolerances(tmp_path, monkeypatch, capsys):
     """``imgx run`` on a suite named by a relative path, then ``imgx compare`` from another folder."""
     from tests.helpers import TINY_COLORIZE, write_suite
 
@@ -115,6 +115,14 @@ def test_a_real_run_records_its_tolerances(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     comp = compare_runs(project / "run", project / "run")
     assert _row(comp).tolerance == "37%"
+    # Tolerances are not part of the case key: a resume after editing them reuses the case and records the new ones.
+    suite = project / "suite.yaml"
+    suite.write_text(suite.read_text().replace("ssim: 37%", "ssim: 5%"))
+    monkeypatch.chdir(project)
+    assert main(["run", "suite.yaml", "--out", "run", "--quiet", "--no-report"]) == 0
+    assert capsys.readouterr().out.count("reused 1") == 1
+    monkeypatch.chdir(tmp_path)
+    assert _row(compare_runs(project / "run", project / "run")).tolerance == "5%"
 
 
 # ---------------------------------------------------------------------------------- 3. references by meaning
