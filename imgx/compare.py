@@ -1,7 +1,10 @@
 """Baselines and noise-aware regression checks: a candidate run against a baseline run or baseline JSON file.
 
-A change counts as a regression only when it goes the wrong way (``metric_info(name).higher_is_better``),
-exceeds the tolerance (the suite's ``regression:`` entry, else 2% for quality and 10% for timing/memory
+A candidate case that did not end ``ok`` (``skipped`` aside: not run here) is a regression whatever its rows say,
+and so is a seed group with fewer seed points than its baseline's. Beyond that, a change counts as a regression only
+when it goes the wrong way (``metric_info(name).higher_is_better``; either way for a trade-off metric named under
+``regression:``), exceeds the tolerance (the suite's ``regression:`` entry as recorded with each case in its ledger
+record and in a baseline, never re-read from the suite file; else 2% for quality and 10% for timing/memory
 metrics) AND lies outside the noise: the metric's confidence interval, or the spread across seed points of
 the same case (a ``seed`` sweep axis). Timing metrics compare medians, with a threshold of at least the
 spread seen in the baseline, and only between like machines unless asked (``latency=True``); a timing change
@@ -18,6 +21,7 @@ import json
 import math
 import re
 import statistics
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,8 +32,10 @@ from imgx.errors import RunDirError
 BASELINE_FORMAT = 1
 VERDICTS = ("regression", "inconclusive", "improvement", "unchanged", "new", "missing", "not-compared")
 DEFAULT_TOLERANCES = {"quality": "2%", "timing": "10%"}
-# Environment keys that do not describe the machine or the libraries (paths move between checkouts).
-_ENV_IGNORED = {"executable"}
+# Environment keys that change timing (flattened names, matched as prefixes): CPU, threads, device, driver, library
+# versions, and what a pytest_imgx_machine_info hook declares. The rest (kernel release in ``platform``, the
+# interpreter's path) is informational: listed, never a reason not to compare latency.
+_ENV_TIMING = ("python", "cpu", "torch_threads", "versions.", "cuda", "gpu", "cudnn", "device", "machine.")
 _TOLERANCE = re.compile(r"^\s*(\d+(\.\d*)?|\.\d+)\s*(%?)\s*$")
 
 
@@ -47,7 +53,8 @@ class MetricComparison:
         change: ``candidate - baseline``, None when either is absent.
         change_pct: ``100 * change / |baseline|``, None when undefined.
         tolerance: the tolerance applied, as written (``"2%"``, ``"0.01"``), with ``(default)`` when defaulted.
-        direction: ``"higher"`` or ``"lower"`` is better.
+        direction: ``"higher"`` or ``"lower"`` is better, or for a trade-off metric what a higher value means
+            (``higher = more of the input kept ...``).
         verdict: one of ``regression, inconclusive, improvement, unchanged, new, missing, not-compared``
             (``inconclusive``: a timing change past the tolerance, measured on a machine whose own spread in the
             candidate run exceeds the tolerance; not a failure).
@@ -108,7 +115,8 @@ class Comparison:
     candidate_label: str
     rows: list[MetricComparison] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    environment_diffs: list[str] = field(default_factory=list)
+    environment_diffs: list[str] = field(default_factory=list)  # differences that change timing
+    environment_notes: list[str] = field(default_factory=list)  # other differences (kernel release...), for reading
     latency_compared: bool = True
     baseline_info: dict[str, Any] = field(default_factory=dict)  # provenance: suite, sha, imgx version, commit
     candidate_info: dict[str, Any] = field(default_factory=dict)
@@ -142,8 +150,8 @@ class Comparison:
         """JSON-ready form (``comparison.json``)."""
         return {"baseline": self.baseline_label, "candidate": self.candidate_label, "exit_code": self.exit_code,
                 "counts": self.counts(), "warnings": self.warnings, "environment_diffs": self.environment_diffs,
-                "latency_compared": self.latency_compared, "baseline_info": self.baseline_info,
-                "candidate_info": self.candidate_info, "not_run": self.not_run,
+                "environment_notes": self.environment_notes, "latency_compared": self.latency_compared,
+                "baseline_info": self.baseline_info, "candidate_info": self.candidate_info, "not_run": self.not_run,
                 "rows": [asdict(r) for r in self.rows]}
 
     @classmethod
@@ -154,6 +162,7 @@ class Comparison:
         return cls(baseline_label=data.get("baseline", ""), candidate_label=data.get("candidate", ""), rows=rows,
                    warnings=list(data.get("warnings") or []),
                    environment_diffs=list(data.get("environment_diffs") or []),
+                   environment_notes=list(data.get("environment_notes") or []),
                    latency_compared=data.get("latency_compared", True), baseline_info=data.get("baseline_info") or {},
                    candidate_info=data.get("candidate_info") or {}, not_run=list(data.get("not_run") or []))
 
@@ -215,7 +224,7 @@ class CaseEntry:
     device: str
     status: str
     detail: str = ""
-    regression: dict[str, str] = field(default_factory=dict)
+    regression: dict[str, str] | None = None  # the tolerances recorded with the case; None: not recorded (older)
     metrics: dict[tuple[str, str], Measurement] = field(default_factory=dict)
     members: list[str] = field(default_factory=list)  # case ids aggregated into a group
 
@@ -316,7 +325,8 @@ def _entry_from_record(record: dict[str, Any]) -> CaseEntry:
     return CaseEntry(case_id=record["case_id"], base_id=record.get("base_id") or record["case_id"],
                      params=dict(record.get("params") or {}), device=str(record.get("device", "")),
                      status=record.get("status", "ok"), detail=record.get("detail") or "",
-                     regression=dict(record.get("regression") or {}), metrics=metrics)
+                     regression=dict(record["regression"] or {}) if "regression" in record else None,
+                     metrics=metrics)
 
 
 def snapshot_from_records(label: str, manifest: dict[str, Any], records: list[dict[str, Any]]) -> Snapshot:
@@ -435,8 +445,10 @@ def gated_by_default(metric: str) -> bool:
     spread, not a target; per-stage medians and ``seconds_per_step`` are a few milliseconds over a handful of
     calls; throughput, training time and peak memory (a process-wide peak) move with whatever else the
     machine and process did. Name one under the suite's ``regression:`` (``latency`` names every latency row)
-    to gate it.
+    to gate it. A trade-off metric (``input_ssim``: neither direction is better) is reported too.
     """
+    if _info(metric).better == "neither":
+        return False
     return not is_timing(metric) or metric == "latency_ms_p50"
 
 
@@ -457,25 +469,10 @@ def _tolerance_for(metric: str, *sources: dict[str, str] | None) -> tuple[str, b
     return default_tolerance(metric), True
 
 
-def suite_tolerances(suite_path: str | Path | None) -> dict[str, dict[str, str]]:
-    """``base_id -> {metric: tolerance}`` from a suite file, or ``{}`` when it cannot be read."""
-    if not suite_path or not Path(suite_path).is_file():
-        return {}
-    try:
-        from imgx.suite import load_suite
-
-        suite = load_suite(suite_path)
-    except Exception:  # noqa: BLE001 - an unreadable suite falls back to the baseline's or the defaults
-        return {}
-    return {c.id: dict(c.regression) for c in suite.cases}
-
-
 # ------------------------------------------------------------------------------------------ environment
 def _flatten(env: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in env.items():
-        if k in _ENV_IGNORED:
-            continue
         if isinstance(v, dict):
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
@@ -483,16 +480,25 @@ def _flatten(env: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _environment_changes(baseline: dict[str, Any], candidate: dict[str, Any], timing: bool) -> list[str]:
+    a, b = _flatten(baseline), _flatten(candidate)
+    return [f"{key}: {a.get(key, '(absent)')} -> {b.get(key, '(absent)')}" for key in dict.fromkeys([*a, *b])
+            if a.get(key) != b.get(key) and key.startswith(_ENV_TIMING) == timing]
+
+
 def environment_diffs(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
-    """What differs between two ``manifest["environment"]`` dicts: ``"versions.torch: 2.4.0 -> 2.5.1"``."""
+    """What differs between two ``manifest["environment"]`` dicts that changes timing: CPU model, threads, device,
+    driver, Python and library versions (``"versions.torch: 2.4.0 -> 2.5.1"``). Latency is compared only without."""
     if not baseline or not candidate:
         return ["environment not recorded on the " + ("baseline" if not baseline else "candidate") + " side"]
-    a, b = _flatten(baseline), _flatten(candidate)
-    diffs = []
-    for key in dict.fromkeys([*a, *b]):
-        if a.get(key) != b.get(key):
-            diffs.append(f"{key}: {a.get(key, '(absent)')} -> {b.get(key, '(absent)')}")
-    return diffs
+    return _environment_changes(baseline, candidate, timing=True)
+
+
+def environment_notes(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
+    """The other differences (the kernel release in ``platform``, the interpreter's path): informational only."""
+    if not baseline or not candidate:
+        return []
+    return _environment_changes(baseline, candidate, timing=False)
 
 
 # ------------------------------------------------------------------------------------------- comparing
@@ -546,7 +552,8 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
     tol_text = tolerance + (" (default)" if defaulted else "")
     row = MetricComparison(case_id=case_id, metric=metric, reference=reference,
                            baseline=b.value if b and b.ok else None, candidate=c.value if c and c.ok else None,
-                           change=None, change_pct=None, tolerance=tol_text, direction=info.direction,
+                           change=None, change_pct=None, tolerance=tol_text,
+                           direction=info.direction if info.better != "neither" else info.direction_text,
                            verdict="unchanged", detail="", unit=(b or c).unit if (b or c) else "", timing=timing,
                            baseline_spread=b.spread_info() if b else None,
                            candidate_spread=c.spread_info() if c else None)
@@ -590,9 +597,13 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
         return row
     if not gated:
         row.verdict = "not-compared"
-        row.detail = f"{pct_text}; reported, not gated by default (name it under the suite's regression: to gate it)"
+        meaning = f"{info.direction_text}: " if info.better == "neither" else ""
+        row.detail = (f"{pct_text}; {meaning}reported, not gated by default (name it under the suite's regression: "
+                      "to gate it)")
         return row
     worse = -change if info.higher_is_better else change
+    if info.better == "neither":  # a trade-off named under regression: guards its value, a move either way is one
+        worse = abs(change)
     if abs(change) <= threshold:
         row.verdict = "unchanged"
         row.detail = f"{pct_text} is within the tolerance {tol_text}{spread_note}"
@@ -601,11 +612,14 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
         row.detail = f"{pct_text} exceeds the tolerance {tol_text} but is within the noise (±{_fmt(noise)})"
     else:
         row.verdict = "regression" if worse > 0 else "improvement"
-        bound = b.value - threshold if info.higher_is_better else b.value + threshold
         noise_text = f", noise ±{_fmt(noise)}" if noise is not None else ""
-        row.detail = (f"{metric} {_fmt(b.value)} -> {_fmt(c.value)} ({pct_text}); {info.direction} is better, "
-                      f"tolerance {tol_text}{spread_note} allows {'>=' if info.higher_is_better else '<='} "
-                      f"{_fmt(bound)}{noise_text}")
+        if info.better == "neither":
+            allows = f"{_fmt(b.value - threshold)} to {_fmt(b.value + threshold)}"
+        else:
+            bound = b.value - threshold if info.higher_is_better else b.value + threshold
+            allows = f"{'>=' if info.higher_is_better else '<='} {_fmt(bound)}"
+        row.detail = (f"{metric} {_fmt(b.value)} -> {_fmt(c.value)} ({pct_text}); {info.direction_text}, "
+                      f"tolerance {tol_text}{spread_note} allows {allows}{noise_text}")
     if timing and row.verdict in ("regression", "improvement"):
         # Timings that vary by more than the tolerance within one run cannot tell a change of that size from the
         # machine's load (which also moves a median between runs): say so instead of failing CI on noise.
@@ -659,6 +673,7 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
     """
     env_diffs = environment_diffs(baseline.environment, candidate.environment)
     comp = Comparison(baseline_label=baseline.label, candidate_label=candidate.label, environment_diffs=env_diffs,
+                      environment_notes=environment_notes(baseline.environment, candidate.environment),
                       latency_compared=latency or not env_diffs, baseline_info=baseline.info,
                       candidate_info=candidate.info)
     if env_diffs:
@@ -673,6 +688,7 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
     elif bsha and csha and bsha != csha:
         comp.warnings.append(f"the suite file changed since the baseline (sha256 {bsha[:12]} -> {csha[:12]})")
     tolerances = tolerances or {}
+    unrecorded = []
     for case_id in dict.fromkeys([*baseline.cases, *candidate.cases]):
         b, c = baseline.cases.get(case_id), candidate.cases.get(case_id)
         base_id = (c or b).base_id
@@ -682,9 +698,14 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
         keys = list(dict.fromkeys([*(b.metrics if b else {}), *(c.metrics if c else {})]))
         if c is None and b is not None:
             comp.not_run.append(case_id)
+        # The candidate's recorded tolerances are its suite's as it ran (an entry removed there is removed); a
+        # candidate from an older imgx recorded none: the baseline's, else the defaults.
+        recorded = c.regression if c is not None and c.regression is not None else (b.regression if b else None)
+        if c is not None and base_id not in tolerances and recorded is None:
+            unrecorded.append(case_id)
+        case_rows = []
         for metric, reference in keys:
-            tol, defaulted = _tolerance_for(metric, tolerances.get(base_id), c.regression if c else None,
-                                            b.regression if b else None)
+            tol, defaulted = _tolerance_for(metric, tolerances.get(base_id), recorded)
             row = compare_measurements(
                 case_id, metric, reference, b.metrics.get((metric, reference)) if b else None,
                 c.metrics.get((metric, reference)) if c else None, tolerance=tol, defaulted=defaulted,
@@ -692,16 +713,46 @@ def compare_snapshots(baseline: Snapshot, candidate: Snapshot, *, latency: bool 
                 candidate_case_status=c.status if c else "missing",
                 candidate_case_detail=(c.detail if c else "case not in the candidate run"),
                 gated=not defaulted or gated_by_default(metric))
-            comp.rows.append(row)
+            if c is not None and c.status not in _NOT_A_FAILURE and row.verdict in ("unchanged", "improvement"):
+                row.detail += f" (but the case {c.status}: values from what it produced)"
+            case_rows.append(row)
             if reference and row.verdict == "not-compared" and row.detail.startswith("reference moved"):
                 comp.warnings.append(f"{row.label}: {row.detail}")
-        if c is not None and c.status == "failed" and not keys:
-            comp.rows.append(MetricComparison(case_id, "(case)", "", None, None, None, None, "", "", "regression",
-                                              f"candidate failed: {c.detail}"))
+        comp.rows += case_rows + _case_verdicts(b, c, case_rows)
     line = not_run_line(comp.not_run)
     if line:
         comp.warnings.append(line)
+    if unrecorded:
+        n = len(unrecorded)
+        comp.warnings.append(
+            f"{n} case{'s' if n != 1 else ''} with no recorded tolerances ({', '.join(unrecorded[:3])}"
+            f"{f' and {n - 3} more' if n > 3 else ''}; written by an older imgx): judged with the default "
+            f"tolerances ({DEFAULT_TOLERANCES['quality']} quality, {DEFAULT_TOLERANCES['timing']} timing); re-run "
+            "the suite to record its regression: entries")
     return comp
+
+
+_NOT_A_FAILURE = ("ok", "skipped")  # a case skipped here (CUDA absent) was not run, like one left out by -k
+
+
+def _case_verdicts(b: CaseEntry | None, c: CaseEntry | None, rows: list[MetricComparison]) -> list[MetricComparison]:
+    """Case-level regressions: a candidate case that did not end ok, a seed group with fewer points than its
+    baseline's (a crashed or missing seed point would otherwise leave the mean of the survivors)."""
+    out = []
+    if c is None:
+        return out
+    case_id = c.case_id
+    if c.status not in _NOT_A_FAILURE and not any(r.verdict == "regression" for r in rows):
+        out.append(MetricComparison(case_id, "(case)", "", None, None, None, None, "", "", "regression",
+                                    f"candidate case {c.status}: {c.detail or 'no reason recorded'}"))
+    if b is not None and b.members and len(c.members) < len(b.members):
+        missing = [m for m in b.members if m not in c.members]
+        listed = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        out.append(MetricComparison(case_id, "(seed points)", "", float(len(b.members)), float(len(c.members)),
+                                    None, None, "", "", "regression",
+                                    f"{len(c.members)} of {len(b.members)} seed points in the candidate (missing: "
+                                    f"{listed}): its values would average fewer seeds than the baseline's"))
+    return out
 
 
 def not_run_line(case_ids: list[str], shown: int = 3) -> str:
@@ -719,13 +770,12 @@ def compare_runs(baseline: str | Path | Snapshot, candidate: str | Path | Snapsh
     """Compare a candidate run directory with a baseline run directory or baseline JSON file.
 
     Seed points of the same case (a ``seed`` sweep axis) are folded into one row per group: the mean (median
-    for timing) with the spread across seeds as noise. Tolerances come from the candidate's suite file when it
-    is readable, else from what the baseline recorded, else the defaults.
+    for timing) with the spread across seeds as noise. Tolerances are those recorded with each candidate case,
+    else with the baseline's, else the defaults (with a warning); no suite file is read.
     """
     b = baseline if isinstance(baseline, Snapshot) else load_snapshot(baseline)
     c = candidate if isinstance(candidate, Snapshot) else load_snapshot(candidate)
-    tolerances = suite_tolerances(c.info.get("suite_path")) if c.info.get("suite_path") else {}
-    return compare_snapshots(group_snapshot(b), group_snapshot(c), latency=latency, tolerances=tolerances)
+    return compare_snapshots(group_snapshot(b), group_snapshot(c), latency=latency)
 
 
 # -------------------------------------------------------------------------------------------- baselines
@@ -738,14 +788,13 @@ def baseline_data(run_dir: str | Path) -> dict[str, Any]:
     manifest, records = load_run(run_dir)
     if not records:
         raise RunDirError(f"{run_dir}: no finished cases to make a baseline from")
-    tolerances = suite_tolerances(manifest.get("suite_path"))
     cases = {}
     for rec in records:
         cases[rec["case_id"]] = {
             "base_id": rec.get("base_id"), "params": rec.get("params") or {}, "seed": rec.get("seed"),
             "device": rec.get("device"), "dtype": rec.get("dtype"), "status": rec.get("status"),
             "detail": _short(rec.get("detail")),
-            "regression": rec.get("regression") or tolerances.get(rec.get("base_id"), {}),
+            **({"regression": rec["regression"]} if "regression" in rec else {}),  # absent: an older record
             "metrics": [{**{k: r.get(k) for k in ("metric", "reference", "value", "unit", "n", "ci_low", "ci_high",
                                                   "status")}, "detail": _short(r.get("detail")),
                          **({"samples": r["samples"]} if r.get("samples") else {})}
@@ -809,6 +858,11 @@ def baseline_command(run_dir: str | Path, out: str | Path) -> int:
     n_metrics = sum(len(c["metrics"]) for c in data["cases"].values())
     print(f"wrote {path}: {len(data['cases'])} cases, {n_metrics} metric rows "
           f"(suite {data['provenance']['suite']}, imgx {data['provenance']['imgx_version']})")
+    old = [case_id for case_id, c in data["cases"].items() if "regression" not in c]
+    if old:
+        print(f"imgx: warning: {len(old)} case(s) of {run_dir} have no recorded tolerances (written by an older "
+              f"imgx; e.g. {old[0]}): comparisons against this baseline use the candidate's, else the defaults",
+              file=sys.stderr)
     return 0
 
 

@@ -2,8 +2,9 @@
 
 The table has one row per case: status, seconds, the headline metric beside its reference values (``gray-copy``,
 ``untrained``, ``real-split``...), the latency median, the gate verdicts and, when a baseline was checked, the
-baseline verdict. A value on the wrong side of a trivial reference is marked ``*``. Headlines come from the
-metric metadata (:func:`imgx.metrics.metric_info`), so a new task gets one without code here.
+baseline verdict. A value on the wrong side of a reference that is a floor for its metric (the metric metadata's
+reference roles, :func:`imgx.metrics.worse_than_floors`) is marked ``*``. Headlines come from the metric metadata
+(:func:`imgx.metrics.metric_info`), so a new task gets one without code here.
 
 In a terminal the table fits the width and uses colour; in a log (not a TTY), or with ``NO_COLOR`` set, it
 is plain text. This module imports no torch.
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-# References a useful model must beat: a value on their wrong side is marked.
+# The references that are floors by default (named in the footnote); which ones judge a value is the metric's call.
 FLOOR_REFERENCES = ("gray-copy", "untrained", "identity")
 WORSE_MARK = "*"
 _COLORS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
@@ -76,7 +77,8 @@ def _own_rows(record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def headline_metric(record: Mapping[str, Any]) -> str | None:
     """The quality metric that stands for a case: a gated one first, then the first requested, then any.
 
-    Among those, the first with an ok value wins (a CLIP score that is unavailable offline gives way to SSIM).
+    Among those, the first with an ok value wins (a CLIP score that is unavailable offline gives way to SSIM); a
+    trade-off metric (``input_ssim``: neither direction is better) comes after the others.
     """
     own = _own_rows(record)
     gated = [g.get("metric") for g in record.get("gates") or []]
@@ -86,6 +88,7 @@ def headline_metric(record: Mapping[str, Any]) -> str | None:
         info = _info(name) if name else None
         if info is not None and info.quality and name in own and name not in candidates:
             candidates.append(name)
+    candidates.sort(key=lambda name: _info(name).better == "neither")  # stable: the order above otherwise
     for name in candidates:
         if own[name].get("status") == "ok" and own[name].get("value") is not None:
             return name
@@ -93,16 +96,10 @@ def headline_metric(record: Mapping[str, Any]) -> str | None:
 
 
 def worse_than(metric: str, value: float | None, references: Mapping[str, float | None]) -> list[str]:
-    """The floor references (``gray-copy``, ``untrained``...) that ``value`` does not beat."""
-    info = _info(metric)
-    if info is None or value is None:
-        return []
-    out = []
-    for ref in FLOOR_REFERENCES:
-        rv = references.get(ref)
-        if rv is not None and (value < rv if info.higher_is_better else value > rv):
-            out.append(ref)
-    return out
+    """The references that are floors for ``metric`` (``gray-copy``, ``untrained``...) that ``value`` does not beat."""
+    from imgx.metrics import worse_than_floors
+
+    return worse_than_floors(metric, value, references)
 
 
 @dataclass

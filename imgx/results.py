@@ -149,6 +149,7 @@ def case_record(case, result: CaseResult, started: float, ended: float, gates: l
         "seconds": round(ended - started, 3),
         "rows": [_row_dict(r) for r in result.rows],
         "gates": gates,
+        "regression": dict(case.spec.regression),  # the tolerances that judge it: compare never reads the suite
         "history": result.history,
         "outputs": result.outputs,
         "artifacts": result.artifacts,

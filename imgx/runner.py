@@ -295,8 +295,11 @@ def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, f
     """
     previous = ledger.get(case.key)
     if not fresh and previous is not None and previous["status"] != "skipped":
-        # Gates are not part of the key: judge a reused case by the suite as it is now.
+        # Gates and tolerances are not part of the key: judge a reused case by the suite as it is now.
         previous["gates"] = evaluate_gates(case, previous["status"], previous["rows"])
+        if previous.get("regression") != dict(case.spec.regression):
+            previous["regression"] = dict(case.spec.regression)
+            write_case(ctx.out, previous)
         return previous, False
     log.info("running %s", case.id)
     t0 = time.time()

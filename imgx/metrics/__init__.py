@@ -6,14 +6,29 @@ Computation lives in the submodules (pixel, frechet, clip, timing); this module 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from imgx.registry import Registry
 
+# What a reference row means, by its name, for every metric unless the metric says otherwise (``references``):
+# ``floor``: what a useful model must beat (a value on its wrong side is flagged "worse than");
+# ``ceiling``: the best to expect (the true target, real images against real images);
+# ``bound``: an extreme the metric reaches by construction (not something to beat: never flagged);
+# ``context``: shown for orientation only.
+REFERENCE_ROLES = {"gray-copy": "floor", "untrained": "floor", "identity": "floor", "oracle": "ceiling",
+                   "real-split": "ceiling", "vae-floor": "bound", "input-copy": "context"}
+
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """What a metric means: display name, unit, direction and kind."""
+    """What a metric means: display name, unit, direction, kind, and what its reference rows mean.
+
+    ``higher_means`` is set for a metric where neither direction is better by itself (a trade-off such as how
+    much of the input an edit keeps): it says what a higher value means, and such a metric is not judged against
+    floors nor gated by ``compare`` unless a suite names it. ``references`` overrides :data:`REFERENCE_ROLES`
+    for this metric as ``((reference, role), ...)``.
+    """
 
     name: str
     display: str
@@ -24,20 +39,39 @@ class MetricInfo:
     requestable: bool = True  # False for rows a task always emits (train_seconds) or that come with another
     quality: bool = True  # False for timing and memory: compared only on the same machine
     options: frozenset[str] = frozenset()  # keys accepted under metric_options.<name>
+    higher_means: str = ""
+    references: tuple[tuple[str, str], ...] = ()
 
     @property
     def direction(self) -> str:
         """``"higher"`` or ``"lower"`` is better."""
         return "higher" if self.higher_is_better else "lower"
 
+    @property
+    def better(self) -> str:
+        """``"higher"``, ``"lower"``, or ``"neither"`` for a trade-off metric (``higher_means`` set)."""
+        return "neither" if self.higher_means else self.direction
+
+    @property
+    def direction_text(self) -> str:
+        """What a reader needs to read a change: ``higher is better``, or what a higher value means."""
+        if self.higher_means:
+            return f"higher = {self.higher_means}; neither is better by itself"
+        return f"{self.direction} is better"
+
+    def reference_role(self, reference: str) -> str:
+        """``floor``, ``ceiling``, ``bound`` or ``context`` (see :data:`REFERENCE_ROLES`; unknown: ``context``)."""
+        return dict(self.references).get(reference) or REFERENCE_ROLES.get(reference, "context")
+
 
 METRICS = Registry("metric")
 
 
-def _metric(name, display, unit, higher, kind, tasks, requestable=True, quality=True, options=()):
-    METRICS.register(name, MetricInfo(name, display, unit, higher, kind, frozenset(tasks), requestable, quality,
-                                      frozenset(options)),
-                     help=f"{display} ({'higher' if higher else 'lower'} is better)")
+def _metric(name, display, unit, higher, kind, tasks, requestable=True, quality=True, options=(), higher_means="",
+            references=None):
+    info = MetricInfo(name, display, unit, higher, kind, frozenset(tasks), requestable, quality, frozenset(options),
+                      higher_means, tuple((references or {}).items()))
+    METRICS.register(name, info, help=f"{display} ({info.direction_text})")
 
 
 _ALL = {"colorize", "generate", "edit", "translate", "text-to-image"}
@@ -65,8 +99,9 @@ _metric("sweep_images_per_second", "batched sweep throughput", "img/s", True, "t
 _metric("speedup", "speed-up vs the reference combination", "x", True, "timing", {"edit"}, requestable=False,
         quality=False)
 _metric("peak_memory_mb", "peak memory", "MB", False, "memory", _ALL, requestable=False, quality=False)
-_metric("train_seconds", "training time", "s", False, "timing", {"colorize", "generate", "translate", "text-to-image"},
-        requestable=False, quality=False)
+# Edit and text-to-image report training time only for a model trained here (weights: train; see suite.preflight).
+_metric("train_seconds", "training time", "s", False, "timing",
+        {"colorize", "generate", "translate", "text-to-image", "edit"}, requestable=False, quality=False)
 _metric("train_images_per_second", "training throughput", "img/s", True, "timing",
         {"colorize", "generate", "translate", "text-to-image"}, requestable=False, quality=False)
 _metric("cycle_mse_aba", "cycle error A->B->A (MSE)", "", False, "full-reference", {"translate"}, requestable=False)
@@ -77,7 +112,10 @@ _metric("cycle_mse_bab", "cycle error B->A->B (MSE)", "", False, "full-reference
 _metric("target_mse", "MSE to the true target", "", False, "full-reference", {"edit", "translate"})
 _metric("target_psnr", "PSNR to the true target", "dB", True, "full-reference", {"edit", "translate"})
 _metric("target_ssim", "SSIM to the true target", "", True, "full-reference", {"edit", "translate"})
-_metric("input_ssim", "SSIM to the input", "", True, "full-reference", {"edit"})
+# How much of the input an edit keeps: a trade-off, not a quality. Its identity row (the input itself) is 1.0 by
+# construction and its oracle row is what the true edit keeps.
+_metric("input_ssim", "SSIM to the input", "", True, "full-reference", {"edit"},
+        higher_means="more of the input kept (a weaker edit)", references={"identity": "bound", "oracle": "context"})
 _metric("instruction_accuracy", "instruction accuracy", "", True, "full-reference", {"edit"})
 
 # task: score computes these from folders of images made elsewhere (imgx.tasks.score).
@@ -107,6 +145,30 @@ def metric_info(name: str) -> MetricInfo:
         info = METRICS.get(base)
         return replace(info, name=name, display=f"{info.display} ({part[:-1]})", requestable=False)
     return METRICS.get(name)
+
+
+def reference_role(metric: str, reference: str) -> str:
+    """What ``reference`` means for ``metric`` (``floor``, ``ceiling``, ``bound``, ``context``); unknown metrics
+    take the reference's default role."""
+    try:
+        return metric_info(metric).reference_role(reference)
+    except KeyError:  # a metric this imgx does not know (an older run)
+        return REFERENCE_ROLES.get(reference, "context")
+
+
+def worse_than_floors(metric: str, value: float | None, references: Mapping[str, float | None]) -> list[str]:
+    """The references that are floors for ``metric`` and that ``value`` does not beat, in the given order.
+
+    A trade-off metric (``higher_means``) has no floor; a metric this imgx does not know is never flagged.
+    """
+    try:
+        info = metric_info(metric)
+    except KeyError:  # an older run's metric: no direction to judge by
+        return []
+    if value is None or info.better == "neither":
+        return []
+    return [ref for ref, rv in references.items() if rv is not None and info.reference_role(ref) == "floor"
+            and (value < rv if info.higher_is_better else value > rv)]
 
 
 def __getattr__(name: str):

@@ -50,6 +50,27 @@ def instruction_key(instruction: str) -> str:
     return edit_key(instruction) or slug(instruction, 40)
 
 
+def instruction_names(instructions: list[str]) -> dict[str, str]:
+    """A unique short name per instruction: :func:`instruction_key`, plus a short hash of the exact text where the
+    slug was cut or two instructions share one (``make-it-red-3f2a9c``), so no two rows overwrite each other."""
+    import hashlib
+
+    from imgx.data.photo_edits import edit_key
+    from imgx.imageio import slug
+
+    keys = {ins: instruction_key(ins) for ins in instructions}
+    counts: dict[str, int] = {}
+    for key in keys.values():
+        counts[key] = counts.get(key, 0) + 1
+    out = {}
+    for ins, key in keys.items():
+        cut = not edit_key(ins) and slug(ins, 10**6) != key
+        if cut or counts[key] > 1:
+            key = f"{key}-{hashlib.sha256(ins.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
+        out[ins] = key
+    return out
+
+
 def _unit(arrays: list[np.ndarray]):
     from imgx.imageio import arrays_to_unit
 
@@ -123,11 +144,12 @@ def ground_truth_rows(metrics: list[str], items: list[Scored], seed: int, *,
         by_instruction.setdefault(it.instruction, []).append(i)
     groups += list(by_instruction.items())
 
+    names = instruction_names(list(by_instruction))
     rows: list[MetricRow] = []
     for metric in wanted:
         unit = metric_info(metric).unit
         for instruction, idx in groups:
-            name = f"{metric}[{instruction_key(instruction)}]" if instruction else metric
+            name = f"{metric}[{names[instruction]}]" if instruction else metric
             where = f"; instruction {instruction!r}" if instruction else note
             sub = [scored[i] for i in idx]
             if metric == "instruction_accuracy":

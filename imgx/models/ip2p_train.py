@@ -62,17 +62,27 @@ def prepare_trained(case, ctx, data: dict[str, Any]) -> TrainedEdit | None:
     out = TrainedEdit(spec=spec.model_copy(deep=True), instructions=frozenset(train["instructions"]))
     if spec.model.weights == TRAIN:
         model = _memo(ctx, ("ip2p", spec.train.model_dump_json(), repr(data_info), case.seed, case.device),
-                      lambda: _train_pipeline(spec, case, ctx, train))
+                      lambda: {**_train_pipeline(spec, case, ctx, train), "trained_by": case.id})
+        by = model["trained_by"] if model["trained_by"] != case.id else None  # another sweep point trained it
         out.spec.model.weights = str(model["folder"])
         out.history, out.trained_pipeline = list(model["history"]), True
         out.label = f"trained here on photo-edits ({n} crops, {k} instructions)"
         out.info["trained"] = {"label": out.label, "recipe": spec.train.model_dump(), "train_photos":
                                data_info.get("train_photos"), "image_size": data_info.get("image_size"),
                                "reused_from_cache": model["reused"], "folder": str(model["folder"]),
+                               **({"reused_in_run_from": by} if by else {}),
                                **{f"model_{key}": v for key, v in model["info"].items()
                                   if key not in ("history", "files")}}  # history is the case's; hashes stay on disk
-        detail = (f"{out.label}; reused from the cache (trained earlier)" if model["reused"] else out.label)
-        out.rows.append(MetricRow("train_seconds", model["seconds"], "s", n=spec.train.epochs, detail=detail))
+        seconds = model["seconds"]
+        if by:  # this case spent no time training: say so, and who did
+            detail = (f"reused, trained by {by} earlier in this run ({seconds:.1f} s), 0 s here; the model: "
+                      f"{out.label}")
+            seconds = 0.0
+        elif model["reused"]:
+            detail = f"reused from the imgx cache (its original training time); the model: {out.label}"
+        else:
+            detail = out.label
+        out.rows.append(MetricRow("train_seconds", seconds, "s", n=spec.train.epochs, detail=detail))
     clip_metrics = [m for m in CLIP_METRICS if str(spec.metric_options.get(m, {}).get("model", "")) == TRAIN]
     if clip_metrics:
         clip = _memo(ctx, ("clip", repr(data_info), case.seed, case.device), lambda: _train_clip(case, ctx, train))

@@ -164,7 +164,7 @@ def comparison_context(comparison: Any, baseline_dir: Path | None, candidate_dir
         "verdict": "fail" if regressions else ("pass" if rows else "empty"),
         "counts": counts,
         "warnings": [str(w) for w in getattr(comparison, "warnings", []) or []],
-        "environment_diffs": [str(w) for w in getattr(comparison, "environment_diffs", []) or []],
+        "environment_diffs": [str(w) for w in getattr(comparison, "environment_diffs", []) or []] + _notes(comparison),
         "latency_compared": getattr(comparison, "latency_compared", True),
         "regressions": rows_table(regressions, "regressions", "regressions.csv") if regressions else None,
         "table": rows_table(rows),
@@ -210,6 +210,12 @@ def _md_rows(rows: list[Any], limit: int = MD_ROWS) -> list[str]:
     return lines
 
 
+def _notes(comparison: Any) -> list[str]:
+    """Environment differences that do not change timing (the kernel release), marked as such."""
+    return [f"{n} (informational: does not block timing comparison)"
+            for n in getattr(comparison, "environment_notes", []) or []]
+
+
 def summary_markdown(comparison: Any) -> str:
     """Markdown for a CI step summary or a PR comment: verdict, counts, regressions, then the rest folded."""
     rows = list(getattr(comparison, "rows", []) or [])
@@ -240,7 +246,7 @@ def summary_markdown(comparison: Any) -> str:
             lines += [f"<details><summary>{title} ({len(by[verdict])})</summary>", "", *_md_rows(by[verdict]), "",
                       "</details>", ""]
     warnings = list(getattr(comparison, "warnings", []) or [])
-    diffs = list(getattr(comparison, "environment_diffs", []) or [])
+    diffs = list(getattr(comparison, "environment_diffs", []) or []) + _notes(comparison)
     if warnings:
         lines += ["### Warnings", "", *[f"- {_md(w)}" for w in warnings[:MD_ROWS]], ""]
     if diffs:

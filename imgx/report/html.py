@@ -18,6 +18,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from imgx.metrics import worse_than_floors
 from imgx.report import plots
 from imgx.report.grids import (
     Gallery,
@@ -36,7 +37,6 @@ OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
 QUALITY_PREFERENCE = ("clip_directional_similarity", "clip_score", "clip_image_similarity", "ssim", "psnr")
 STAGE_ORDER = ("text_encode", "image_encode", "denoise", "vae_decode")
 NOT_STAGES = {"latency_ms_p50", "latency_ms_p90"}
-FLOORS = ("gray-copy", "untrained", "identity")  # references a useful model must beat
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -56,11 +56,11 @@ def render(template: str, **context: Any) -> str:
 
 
 def metric_direction(name: str) -> str:
-    """``higher``/``lower`` from the metric registry, empty for names it does not know."""
+    """``higher``/``lower`` (``neither`` for a trade-off metric) from the metric registry, empty for unknown names."""
     try:
         from imgx.metrics import metric_info
 
-        return metric_info(name).direction
+        return metric_info(name).better
     except Exception:  # noqa: BLE001 - unknown metric names in an old run still render
         return ""
 
@@ -205,14 +205,14 @@ def metrics_table(rec: dict[str, Any]) -> Table | None:
                 titles[4 + j] = f"95% CI [{fmt_value(r['ci_low'])}, {fmt_value(r['ci_high'])}]"
             if r and r.get("status") not in (None, "ok"):
                 css[4 + j] = STATUS_CSS.get(r["status"], "")
-        # A trivial reference (gray-copy, untrained) is a floor: a model on the wrong side of it is flagged.
-        direction = values[1]
+        # A reference that is a floor for this metric (its metadata says which): a model on its wrong side is flagged.
         mv = to_float(model.get("value")) if model else None
-        for ref in FLOORS:
-            rv = to_float(by_ref[ref].get("value")) if ref in by_ref else None
-            if mv is not None and rv is not None and direction and (mv < rv if direction == "higher" else mv > rv):
-                css[2] = "warn"
-                titles[2] = f"worse than the {ref} reference ({fmt_value(rv)})"
+        ref_values = {ref: to_float(r.get("value")) for ref, r in by_ref.items() if r.get("status", "ok") == "ok"}
+        worse = worse_than_floors(m, mv, ref_values)
+        if worse:
+            css[2] = "warn"
+            titles[2] = "worse than " + " and ".join(f"the {ref} reference ({fmt_value(ref_values[ref])})"
+                                                     for ref in worse)
         status = model.get("status") if model else "; ".join(sorted({r.get("status", "") for r in mine}))
         details = list(dict.fromkeys(str(r.get("detail")) for r in ([model] if model else []) + list(by_ref.values())
                                      if r.get("detail")))

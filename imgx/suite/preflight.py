@@ -29,6 +29,8 @@ PATH_START = ("./", "../", "/", "~", ".\\", "..\\")
 # Rows a task emits for its own model whatever the suite asks, and rows that come with ``latency``.
 ALWAYS = {"colorize": {"train_seconds", "train_images_per_second"},
           "generate": {"train_seconds", "train_images_per_second"}}
+# Rows a task emits only for a model trained here (``model.weights: train``).
+WITH_TRAINING = {"edit": {"train_seconds"}, "text-to-image": {"train_seconds", "train_images_per_second"}}
 WITH_LATENCY = {"latency_ms_p50", "latency_ms_p90", "images_per_second", "peak_memory_mb"}
 WITH_LATENCY_BY_TASK = {"edit": {"seconds_per_step"}}
 NO_LATENCY = {"generate"}  # tasks whose code does not measure latency even when asked
@@ -102,6 +104,9 @@ def gate_problem(case: Any, metric: str) -> str | None:
         return None
     if metric in ALWAYS.get(task, set()):
         return None
+    if metric in WITH_TRAINING.get(task, set()):
+        return None if case.model.weights == "train" else (
+            f"gate on {metric!r}: task {task!r} reports it only for a model trained here (model.weights: train)")
     latency_rows = WITH_LATENCY | WITH_LATENCY_BY_TASK.get(task, set())
     if metric in latency_rows or metric.startswith("latency_ms_"):
         if task in NO_LATENCY:

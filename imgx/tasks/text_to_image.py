@@ -490,11 +490,20 @@ def run(case, ctx) -> CaseResult:
             recipe = trained.info.get("recipe", {})
             epochs = int(recipe.get("epochs", spec.train.epochs)) + int(recipe.get("vae_epochs", 0))
             n_img = int(trained.info.get("train_images", len(data["train"]))) * epochs
-            reused = " (reused from the imgx cache; the time of the original training)" if trained.reused else ""
-            rows.append(MetricRow("train_seconds", seconds, "s", n=epochs,
-                                  detail=f"trained here: VAE then denoiser epochs{reused}"))
+            # The first case of this run to get the folder trained it (or took it from the cache): later sweep
+            # points spent 0 s training and say who did.
+            by = ctx.resources.setdefault(("trained-by", str(trained.folder)), case.id)
+            if by != case.id:
+                detail, throughput = f"reused, trained by {by} earlier in this run ({seconds:.1f} s), 0 s here", \
+                    f"of the training by {by}: "
+                rows.append(MetricRow("train_seconds", 0.0, "s", n=epochs, detail=detail))
+            else:
+                reused = " (reused from the imgx cache; the time of the original training)" if trained.reused else ""
+                rows.append(MetricRow("train_seconds", seconds, "s", n=epochs,
+                                      detail=f"trained here: VAE then denoiser epochs{reused}"))
+                throughput = ""
             rows.append(MetricRow("train_images_per_second", n_img / seconds, "img/s", n=n_img,
-                                  detail="images seen in VAE and denoiser epochs per second"))
+                                  detail=f"{throughput}images seen in VAE and denoiser epochs per second"))
 
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(outputs), spec.max_invalid)

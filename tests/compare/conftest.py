@@ -19,20 +19,21 @@ ENVIRONMENT = {"python": "3.11.7", "platform": "Linux-x86_64", "cpu": "Test CPU"
 class _FakeSpec:
     """Just what ``case_record`` reads from a case's spec."""
 
-    def __init__(self):
+    def __init__(self, regression: dict[str, str] | None = None):
         self.model = type("M", (), {"name": "encoder-decoder"})()
+        self.regression = dict(regression or {})
 
 
 class SyntheticCase:
     """A stand-in for :class:`imgx.suite.Case` with the attributes ``case_record`` uses."""
 
-    def __init__(self, base_id: str, params: dict[str, Any], index: int):
+    def __init__(self, base_id: str, params: dict[str, Any], index: int, regression: dict[str, str] | None = None):
         self.base_id, self.params, self.index = base_id, params, index
         self.id = base_id + ("[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]" if params else "")
         self.key = f"{index:04d}" + hashlib.sha256(self.id.encode()).hexdigest()[:12]
         self.suite, self.task, self.device, self.dtype = "synthetic", "colorize", "cpu", "float32"
         self.seed = params.get("seed", 0)
-        self.config, self.spec = {}, _FakeSpec()
+        self.config, self.spec = {}, _FakeSpec(regression)
 
 
 def make_run(folder: Path, cases: list[dict[str, Any]], *, environment: dict | None = None,
@@ -40,13 +41,13 @@ def make_run(folder: Path, cases: list[dict[str, Any]], *, environment: dict | N
     """Write a run directory.
 
     Args:
-        cases: dicts with ``id`` (base id), optional ``params``, ``status`` and ``rows``: a list of
-            ``MetricRow`` keyword dicts.
+        cases: dicts with ``id`` (base id), optional ``params``, ``status``, ``regression`` (the suite's
+            tolerances, recorded with the case) and ``rows``: a list of ``MetricRow`` keyword dicts.
     """
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for i, spec in enumerate(cases):
-        case = SyntheticCase(spec["id"], spec.get("params", {}), i)
+        case = SyntheticCase(spec["id"], spec.get("params", {}), i, spec.get("regression"))
         result = CaseResult(status=spec.get("status", "ok"), detail=spec.get("detail", ""),
                             rows=[MetricRow(**r) for r in spec.get("rows", [])])
         record = case_record(case, result, 0.0, 1.0, [])

@@ -167,22 +167,11 @@ def test_baseline_file_round_trip(run_factory, tmp_path, capsys):
     assert (cand / "compare" / "summary.md").exists()
 
 
-def test_suite_tolerances_apply(run_factory, tmp_path):
-    from tests.helpers import write_suite
-
-    suite = write_suite(tmp_path, """
-        suite: synthetic
-        cases:
-          - id: colorizer
-            task: colorize
-            model: {name: encoder-decoder}
-            data: {name: photos, image_size: 16, train: 64, test: 32}
-            metrics: [ssim]
-            regression: {ssim: 10%, mse: "0.5"}
-        """)
+def test_suite_tolerances_apply(run_factory):
+    """The suite's ``regression:`` entry, as recorded with the candidate's case, judges it."""
+    tol = {"ssim": "10%", "mse": "0.5"}
     base = run_factory("base", [ssim_case(0.85, extra=[{"metric": "mse", "value": 1.0}])])
-    cand = run_factory("cand", [ssim_case(0.85 * 0.95, extra=[{"metric": "mse", "value": 1.4}])],
-                       suite_path=str(suite))
+    cand = run_factory("cand", [{**ssim_case(0.85 * 0.95, extra=[{"metric": "mse", "value": 1.4}]), "regression": tol}])
     comp = compare_runs(base, cand)
     assert _row(comp).tolerance == "10%" and _row(comp).verdict == "unchanged"
     assert _row(comp, "mse").tolerance == "0.5" and _row(comp, "mse").verdict == "unchanged"

@@ -74,3 +74,20 @@ def test_vae_floor_rows_and_missing_targets():
     none = ground_truth_rows(["target_mse"], [items[1]], 0)
     assert none[0].status == "unavailable" and "target" in none[0].detail
     assert ground_truth_rows(["target_mse"], [], 0)[0].status == "failed"
+
+
+def test_per_instruction_names_are_unique_when_slugs_are_cut_or_collide():
+    """Two long instructions with the same first 40 characters, and two that slug alike, keep separate rows."""
+    long_a = "make the whole picture look like an old photograph from the nineteenth century"
+    long_b = "make the whole picture look like an old photograph from the sixties"
+    short_a, short_b = "Make it RED!", "make it red"
+    targets = {ins: (INPUT // (i + 2)).astype(np.uint8) for i, ins in enumerate((long_a, long_b, short_a, short_b))}
+    items = [Scored(t, INPUT, t, ins, "crop-0") for ins, t in targets.items()]
+    rows = ground_truth_rows(["target_mse"], items, seed=0)
+    names = [r.metric for r in rows if not r.reference]
+    assert len(names) == len(set(names)) == 5, names
+    per = [n for n in names if "[" in n]
+    assert all(len(n) <= len("target_mse[]") + 48 for n in per), per
+    # An uncut, unique slug stays readable, with no hash.
+    alone = ground_truth_rows(["target_mse"], [Scored(INPUT, INPUT, INPUT, "make it red", "crop-0")], seed=0)
+    assert {r.metric for r in alone} == {"target_mse", "target_mse[make-it-red]"}

@@ -142,3 +142,23 @@ def test_a_structural_error_does_not_hide_the_case_s_other_problems(tmp_path):
     assert any("train.epoch: unknown key; did you mean 'epochs'?" in p for p in problems)
     assert any("data.path" in p and "no such file or folder" in p for p in problems)
     assert any("gates.fid" in p for p in problems)
+
+
+EDIT_TRAINED = """
+suite: s
+cases:
+  - id: e
+    task: edit
+    model: {name: instruct-pix2pix, weights: train}
+    data: {name: photo-edits, image_size: 16, train: 64, test: 1}
+    metrics: [input_ssim]
+"""
+
+
+def test_gate_on_train_seconds_of_an_edit_model_trained_here(tmp_path):
+    """An edit case with weights: train emits train_seconds (imgx.models.ip2p_train); gating it is valid."""
+    load_suite(write_suite(tmp_path, EDIT_TRAINED + "    gates: {train_seconds: '< 1e6'}\n"
+                                                     "    regression: {train_seconds: 50%}\n"))
+    untrained = EDIT_TRAINED.replace("weights: train", "weights: tiny")
+    problems = _problems(tmp_path, untrained + "    gates: {train_seconds: '< 1e6'}\n")
+    assert any("gates.train_seconds" in p and "weights: train" in p for p in problems), problems

@@ -83,3 +83,16 @@ def test_a_second_case_with_the_same_recipe_reuses_the_cached_model(trained_run,
     assert record["info"]["trained"]["reused"] is True
     assert record["info"]["trained"]["folder"] == load_run(first)[1][0]["info"]["trained"]["folder"]
     assert len(_csv(tmp_path / "out" / "history.csv")) > 0  # the history travels with the cached model
+
+
+def test_sweep_points_after_the_first_report_zero_training_seconds(trained_run, tmp_path):
+    """One model serves the whole sweep: only the first point reports its training time; the others say who."""
+    sweep = {**SHORT, "metrics": "[prompt_accuracy]",
+             "inference": "{num_inference_steps: 4, scheduler: ddim, warmup: 0, repeats: 1}",
+             "extra": "    train: {epochs: 1, batch_size: 64, lr: 1.0e-3}\n    sweep: {guidance_scale: [2.0, 3.0]}\n"}
+    run_suite(t2i_suite(tmp_path, **sweep), tmp_path / "out", quiet=True, report=False)
+    rows = {r["case_id"]: r for r in _csv(tmp_path / "out" / "results.csv") if r["metric"] == "train_seconds"}
+    first, second = rows["t2i[guidance_scale=2.0]"], rows["t2i[guidance_scale=3.0]"]
+    assert float(first["value"]) > 0 and first["detail"].startswith("trained here")
+    assert float(second["value"]) == 0.0
+    assert second["detail"].startswith("reused, trained by t2i[guidance_scale=2.0]")
