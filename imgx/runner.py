@@ -32,6 +32,8 @@ from imgx.results import (
     ok_values,
     read_ledger,
     read_manifest,
+    split_superseded,
+    superseded_list,
     write_case,
     write_tables,
 )
@@ -361,6 +363,8 @@ def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str |
         "started": started,
         "ended": ended,
         "environment": fingerprint(use_cuda=uses_cuda or None),
+        # every key the suite produces now, selected or not: what makes a ledger record current (load_run)
+        "case_keys": extra["case_keys"] if "case_keys" in extra else [c.key for c in expand(suite)],
         **{k: v for k, v in extra.items() if k != "records"},
     }
     if machine is not None:
@@ -464,10 +468,16 @@ def finish_run(summary: RunSummary, suite, argv: list[str], started: str, extra:
                machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the tables, the final manifest and (``report``) ``report.html`` of a run; returns the manifest."""
     write_tables(summary.out, summary.records)
+    keys = [c.key for c in expand(suite)]
+    superseded = split_superseded({"case_keys": keys}, list(read_ledger(summary.out).values()))[1]
+    if superseded:
+        log.warning("%d superseded record(s) kept in %s/cases but not read (their case's configuration or inputs "
+                    "changed, or the case left the suite): %s", len(superseded), summary.out,
+                    ", ".join(sorted(f"{r['case_id']} ({r['key']})" for r in superseded)))
     manifest = write_manifest(summary.out, suite, argv, started, _now(),
                               {**extra, "ran": summary.ran, "reused": summary.reused, "counts": summary.counts(),
-                               "reused_cases": summary.reused_ids,
-                               "records": summary.records}, machine)
+                               "reused_cases": summary.reused_ids, "case_keys": keys,
+                               "superseded": superseded_list(superseded), "records": summary.records}, machine)
     if report:
         _write_report(summary.out)
     return manifest
