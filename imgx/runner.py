@@ -289,6 +289,27 @@ def _failed(case: Case, ctx: RunContext, exc: BaseException) -> CaseResult:
     return CaseResult(status="failed", detail=f"{type(exc).__name__}: {exc}"[:2000])
 
 
+def rejudge(case: Case, record: dict[str, Any]) -> None:
+    """Recompute, in place, the status ``max_invalid`` decides for a reused record (from its invalid counts).
+
+    Only a status that the invalid-output verdict of :mod:`imgx.tasks.diffusion_common` set is changed; its text
+    in ``detail`` is replaced by the verdict under the case's ``max_invalid`` now.
+    """
+    info = record.get("info") or {}
+    reasons, total = info.get("invalid_reasons"), info.get("outputs")
+    if not isinstance(reasons, dict) or not sum(reasons.values()) or not isinstance(total, int):
+        return
+    found = re.search(r"max_invalid (?:is )?(\d+)", record.get("detail") or "")
+    if not found:
+        return
+    from imgx.tasks.diffusion_common import invalid_verdict
+
+    old = invalid_verdict(reasons, total, int(found.group(1)))
+    new = invalid_verdict(reasons, total, case.spec.max_invalid)
+    if old != new and old[0] == record["status"] and old[1] in record["detail"]:
+        record["status"], record["detail"] = new[0], record["detail"].replace(old[1], new[1], 1)
+
+
 def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, fresh: bool = False
             ) -> tuple[dict[str, Any], bool]:
     """Reuse the case's ledger record (unless ``fresh`` or it was skipped) or run it and write it to the ledger.
@@ -297,8 +318,13 @@ def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, f
     """
     previous = ledger.get(case.key)
     if not fresh and previous is not None and previous["status"] != "skipped":
-        # Gates are not part of the key: judge a reused case by the suite as it is now.
+        # Gates and max_invalid are not part of the key: judge a reused case by the suite as it is now, and
+        # write the new verdict to the ledger so that reports and comparisons read it.
+        before = (previous["status"], previous["detail"], previous["gates"])
+        rejudge(case, previous)
         previous["gates"] = evaluate_gates(case, previous["status"], previous["rows"])
+        if (previous["status"], previous["detail"], previous["gates"]) != before:
+            write_case(ctx.out, previous)
         return previous, False
     log.info("running %s", case.id)
     t0 = time.time()
@@ -438,8 +464,9 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
         outcome = distributed.wait_for_shards(out, others, since, log)
     ledger = read_ledger(out)
     records = [ledger[c.key] for c in cases if c.key in ledger]
-    for case in cases:  # gates are not part of the key: judge reused cases by the suite as it is now
+    for case in cases:  # gates and max_invalid are not part of the key: judge reused cases by the suite now
         if case.key in ledger:
+            rejudge(case, ledger[case.key])
             ledger[case.key]["gates"] = evaluate_gates(case, ledger[case.key]["status"], ledger[case.key]["rows"])
     summary = RunSummary(out=out, records=records, ran=ran + outcome.ran, reused=reused + outcome.reused,
                          num_processes=num_processes, unfinished=outcome.unfinished,
