@@ -260,8 +260,35 @@ def read_manifest(out: Path) -> dict[str, Any]:
     return manifest
 
 
+def split_superseded(manifest: dict[str, Any], records: list[dict[str, Any]]
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(current, superseded)`` ledger records: a record the suite of the last run no longer produces is superseded.
+
+    The manifest's ``case_keys`` (every key of the last run's suite, selected or not) decides. A run directory
+    written before ``case_keys`` existed keeps the newest record (by ``ended``) of each case id.
+    """
+    keys = manifest.get("case_keys")
+    if isinstance(keys, list):
+        current_keys = set(keys)
+        return ([r for r in records if r["key"] in current_keys], [r for r in records if r["key"] not in current_keys])
+    newest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["case_id"] not in newest or r.get("ended", 0) >= newest[r["case_id"]].get("ended", 0):
+            newest[r["case_id"]] = r
+    return ([r for r in records if newest[r["case_id"]] is r], [r for r in records if newest[r["case_id"]] is not r])
+
+
+def superseded_list(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a manifest and a report say of superseded records: case id, key and ledger file of each."""
+    return [{"case_id": r["case_id"], "key": r["key"], "file": f"cases/{r['key']}.json"} for r in records]
+
+
 def load_run(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The manifest and the case records of a run directory, records in plan order."""
+    """The manifest and the current case records of a run directory, records in plan order.
+
+    Superseded records (see :func:`split_superseded`) stay on disk but are never returned as results; the
+    returned manifest lists them under ``superseded``.
+    """
     out = Path(out)
     if not out.is_dir():
         raise RunDirError(f"{out}: not a run directory")
@@ -269,4 +296,5 @@ def load_run(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     records = sorted(read_ledger(out).values(), key=lambda r: (r.get("index", 0), r["case_id"]))
     if not manifest and not records:
         raise RunDirError(f"{out}: not a run directory (no manifest.json, no cases/)")
-    return manifest, records
+    records, superseded = split_superseded(manifest, records)
+    return {**manifest, "superseded": superseded_list(superseded)}, records

@@ -32,6 +32,8 @@ from imgx.results import (
     ok_values,
     read_ledger,
     read_manifest,
+    split_superseded,
+    superseded_list,
     write_case,
     write_tables,
 )
@@ -287,6 +289,27 @@ def _failed(case: Case, ctx: RunContext, exc: BaseException) -> CaseResult:
     return CaseResult(status="failed", detail=f"{type(exc).__name__}: {exc}"[:2000])
 
 
+def rejudge(case: Case, record: dict[str, Any]) -> None:
+    """Recompute, in place, the status ``max_invalid`` decides for a reused record (from its invalid counts).
+
+    Only a status that the invalid-output verdict of :mod:`imgx.tasks.diffusion_common` set is changed; its text
+    in ``detail`` is replaced by the verdict under the case's ``max_invalid`` now.
+    """
+    info = record.get("info") or {}
+    reasons, total = info.get("invalid_reasons"), info.get("outputs")
+    if not isinstance(reasons, dict) or not sum(reasons.values()) or not isinstance(total, int):
+        return
+    found = re.search(r"max_invalid (?:is )?(\d+)", record.get("detail") or "")
+    if not found:
+        return
+    from imgx.tasks.diffusion_common import invalid_verdict
+
+    old = invalid_verdict(reasons, total, int(found.group(1)))
+    new = invalid_verdict(reasons, total, case.spec.max_invalid)
+    if old != new and old[0] == record["status"] and old[1] in record["detail"]:
+        record["status"], record["detail"] = new[0], record["detail"].replace(old[1], new[1], 1)
+
+
 def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, fresh: bool = False
             ) -> tuple[dict[str, Any], bool]:
     """Reuse the case's ledger record (unless ``fresh`` or it was skipped) or run it and write it to the ledger.
@@ -295,10 +318,13 @@ def execute(case: Case, ctx: RunContext, ledger: dict[str, dict[str, Any]], *, f
     """
     previous = ledger.get(case.key)
     if not fresh and previous is not None and previous["status"] != "skipped":
-        # Gates and tolerances are not part of the key: judge a reused case by the suite as it is now.
+        # Gates, tolerances and max_invalid are not part of the key: judge a reused case by the suite as it is
+        # now, and write the new verdict to the ledger so that reports and comparisons read it.
+        before = (previous["status"], previous["detail"], previous["gates"], previous.get("regression"))
+        rejudge(case, previous)
         previous["gates"] = evaluate_gates(case, previous["status"], previous["rows"])
-        if previous.get("regression") != dict(case.spec.regression):
-            previous["regression"] = dict(case.spec.regression)
+        previous["regression"] = dict(case.spec.regression)
+        if (previous["status"], previous["detail"], previous["gates"], previous["regression"]) != before:
             write_case(ctx.out, previous)
         return previous, False
     log.info("running %s", case.id)
@@ -364,6 +390,8 @@ def write_manifest(out: Path, suite, argv: list[str], started: str, ended: str |
         "started": started,
         "ended": ended,
         "environment": fingerprint(use_cuda=uses_cuda or None),
+        # every key the suite produces now, selected or not: what makes a ledger record current (load_run)
+        "case_keys": extra["case_keys"] if "case_keys" in extra else [c.key for c in expand(suite)],
         **{k: v for k, v in extra.items() if k != "records"},
     }
     if machine is not None:
@@ -437,8 +465,9 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
         outcome = distributed.wait_for_shards(out, others, since, log)
     ledger = read_ledger(out)
     records = [ledger[c.key] for c in cases if c.key in ledger]
-    for case in cases:  # gates are not part of the key: judge reused cases by the suite as it is now
+    for case in cases:  # gates and max_invalid are not part of the key: judge reused cases by the suite now
         if case.key in ledger:
+            rejudge(case, ledger[case.key])
             ledger[case.key]["gates"] = evaluate_gates(case, ledger[case.key]["status"], ledger[case.key]["rows"])
     summary = RunSummary(out=out, records=records, ran=ran + outcome.ran, reused=reused + outcome.reused,
                          num_processes=num_processes, unfinished=outcome.unfinished,
@@ -467,10 +496,16 @@ def finish_run(summary: RunSummary, suite, argv: list[str], started: str, extra:
                machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the tables, the final manifest and (``report``) ``report.html`` of a run; returns the manifest."""
     write_tables(summary.out, summary.records)
+    keys = [c.key for c in expand(suite)]
+    superseded = split_superseded({"case_keys": keys}, list(read_ledger(summary.out).values()))[1]
+    if superseded:
+        log.warning("%d superseded record(s) kept in %s/cases but not read (their case's configuration or inputs "
+                    "changed, or the case left the suite): %s", len(superseded), summary.out,
+                    ", ".join(sorted(f"{r['case_id']} ({r['key']})" for r in superseded)))
     manifest = write_manifest(summary.out, suite, argv, started, _now(),
                               {**extra, "ran": summary.ran, "reused": summary.reused, "counts": summary.counts(),
-                               "reused_cases": summary.reused_ids,
-                               "records": summary.records}, machine)
+                               "reused_cases": summary.reused_ids, "case_keys": keys,
+                               "superseded": superseded_list(superseded), "records": summary.records}, machine)
     if report:
         _write_report(summary.out)
     return manifest

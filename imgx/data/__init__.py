@@ -52,36 +52,69 @@ DATASETS.register("outputs", "imgx.data.outputs:load", tasks={"score"},
                        "folder for FID/KID; a prompts CSV (file,prompt)")
 
 
-def fingerprint(spec) -> str:
-    """A cheap fingerprint of the data a ``DataSpec`` names, part of every case key.
+# Data sets whose held-out test split was drawn with the case seed before: their old ledger records are stale.
+_SPLIT_BY_SPEC = {"photos", "photo-edits", "photo-pairs", "photo-styles", "folder", "folder-pairs"}
 
-    Embedded data sets are fixed by the version of the package that ships them; folders and roots by the
-    names, sizes and modification times of their files. Nothing is decoded here.
+
+def fingerprint(spec) -> str:
+    """A fingerprint of the data a ``DataSpec`` names, part of every case key.
+
+    Embedded data sets are fixed by the version of the package that ships them; folders, files and roots by the
+    content of every file the loader reads (an ``edit-csv``'s listed images and targets too), through the
+    digest cache of :mod:`imgx.filehash`. Nothing is decoded here.
     """
     import hashlib
     import os
     from importlib import metadata
+
+    from imgx.filehash import tree_digest
 
     h = hashlib.sha256(spec.name.encode())
     package = {"photos": "scikit-image", "digits": "scikit-learn", "photo-pairs": "scikit-image",
                "photo-styles": "scikit-image", "photo-edits": "scikit-image"}.get(spec.name)
     if package:
         h.update(metadata.version(package).encode())
-    for where in (spec.root, spec.path, spec.target, spec.input, spec.reference, spec.prompts):
-        if not where:
-            continue
-        h.update(os.path.abspath(where).encode())
-        if os.path.isdir(where):
-            for dirpath, dirnames, filenames in os.walk(where):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    try:
-                        st = os.stat(os.path.join(dirpath, name))
-                    except OSError:
-                        continue
-                    h.update(f"{os.path.relpath(os.path.join(dirpath, name), where)}:{st.st_size}:{st.st_mtime_ns}"
-                             .encode())
-        elif os.path.isfile(where):
-            st = os.stat(where)
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    if spec.name in _SPLIT_BY_SPEC:
+        h.update(b"|test split fixed by the data options")
+    if spec.root:
+        h.update(f"|root:{os.path.abspath(spec.root)}".encode())
+    for field in ("path", "target", "input", "reference", "prompts"):  # the last four: task score's folders
+        where = getattr(spec, field, None)
+        if where:
+            h.update(f"|{field}:{os.path.abspath(where)}:{tree_digest(where)}".encode())
+    if spec.name in ("cifar10", "mnist"):
+        for name, digest in _torchvision_files(spec):
+            h.update(f"|{name}:{digest}".encode())
+    if spec.name == "edit-csv" and spec.path:
+        for name, digest in _edit_csv_files(spec.path):
+            h.update(f"|{name}:{digest}".encode())
     return h.hexdigest()[:16]
+
+
+def _torchvision_files(spec) -> list[tuple[str, str]]:
+    """``(name, digest)`` of the files torchvision reads for ``cifar10`` / ``mnist`` under the data root."""
+    from imgx.data.tv import CIFAR_FOLDER, MNIST_FILES, data_root
+    from imgx.filehash import tree_digest
+
+    root = data_root(spec)
+    if spec.name == "cifar10":
+        return [(CIFAR_FOLDER, tree_digest(root / CIFAR_FOLDER))]
+    return [(name, tree_digest(root / "MNIST" / "raw" / name)) for name in MNIST_FILES]
+
+
+def _edit_csv_files(path: str) -> list[tuple[str, str]]:
+    """``(name, digest)`` of every image and target an ``edit-csv`` lists (paths relative to the CSV)."""
+    import csv
+    from pathlib import Path
+
+    from imgx.filehash import file_digest
+
+    csv_path = Path(path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []  # the loader and validate name the problem
+    names = dict.fromkeys((row.get(col) or "").strip() for row in rows for col in ("image", "target")
+                          if isinstance(row.get(col), str))
+    return [(name, file_digest(csv_path.parent / name)) for name in names if name]

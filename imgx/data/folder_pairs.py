@@ -1,9 +1,11 @@
 """``folder-pairs``: a user's own image pairs, ``<path>/a/NAME.ext`` (input) and ``<path>/b/NAME.ext`` (target).
 
 Files are paired by name without the suffix (``a/cat.png`` with ``b/cat.jpg``); every name must be on both
-sides. :func:`pair_problems` checks that from the file names alone (no decoding), so ``imgx validate`` refuses
-an unmatched folder before anything runs. About a fifth of the pairs (at least one) are held out for testing,
-chosen by the case seed; each image is centre-cropped to a square and resized to ``image_size`` (default 32).
+sides, once (``a/cat.png`` beside ``a/cat.jpg`` is refused, both named). :func:`pair_problems` checks that
+from the file names alone (no decoding), so ``imgx validate`` refuses such a folder before anything runs.
+About a fifth of the pairs (at least one) are held out for testing, chosen by their names alone
+(:func:`imgx.data.folder.held_out_split`, never the case seed or the training size); each image is
+centre-cropped to a square and resized to ``image_size`` (default 32).
 """
 
 from __future__ import annotations
@@ -20,16 +22,28 @@ DEFAULT_SIZE = 32
 SHOWN = 5  # unmatched names listed per side in a message
 
 
-def _side(root: Path, side: str) -> dict[str, Path]:
+def _files(root: Path, side: str) -> list[Path]:
     folder = root / side
     if not folder.is_dir():
-        return {}
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return {p.stem: p for p in files}
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _side(root: Path, side: str) -> dict[str, Path]:
+    return {p.stem: p for p in _files(root, side)}
+
+
+def _ambiguous(root: Path, side: str) -> list[str]:
+    """One message per name that two files of ``side/`` share (``cat.png`` and ``cat.jpg``): which one pairs?"""
+    by_stem: dict[str, list[str]] = {}
+    for p in _files(root, side):
+        by_stem.setdefault(p.stem, []).append(f"{side}/{p.name}")
+    return [f"{root}: {' and '.join(names)} share the name {stem!r}; pairs are matched by name without the "
+            "suffix, so keep one" for stem, names in by_stem.items() if len(names) > 1]
 
 
 def pair_problems(path: str | Path) -> list[str]:
-    """What is wrong with a pair folder (missing ``a/`` or ``b/``, no images, unmatched names); empty if fine."""
+    """What is wrong with a pair folder (no ``a/`` or ``b/``, no images, ambiguous or unmatched names); or empty."""
     root = Path(path)
     if not root.is_dir():
         return [f"{root}: no such folder"]
@@ -42,6 +56,7 @@ def pair_problems(path: str | Path) -> list[str]:
     a, b = _side(root, "a"), _side(root, "b")
     if not a or not b:
         return [f"{root}: {'a/' if not a else 'b/'} has no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"]
+    problems = _ambiguous(root, "a") + _ambiguous(root, "b")
     for side, mine, other in (("a", a, b), ("b", b, a)):
         unmatched = [mine[k].name for k in sorted(set(mine) - set(other))]
         if unmatched:
@@ -55,7 +70,7 @@ def pair_problems(path: str | Path) -> list[str]:
 
 def load(spec, seed: int, task: str) -> dict[str, Any]:
     """Paired images for ``translate`` (contract as :func:`imgx.data.photo_pairs.load`, ``paired=True``)."""
-    from imgx.data.folder import _split
+    from imgx.data.folder import held_out_split
     from imgx.data.photos import square
     from imgx.imageio import array_to_tensor, open_rgb
 
@@ -64,7 +79,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
         raise DataError("; ".join(problems))
     root = Path(spec.path)
     a, b = _side(root, "a"), _side(root, "b")
-    train_names, test_names = _split(sorted(a), seed)
+    train_names, test_names = held_out_split(sorted(a), root)
     size = spec.image_size or DEFAULT_SIZE
 
     def stack(side: dict[str, Path], names: list[str]):

@@ -260,8 +260,9 @@ def trained_clip(*, images, captions: list[str], epochs: int, batch_size: int, l
 
     Args:
         images: ``(N, 1 or 3, H, W)`` in ``[-1, 1]``, resized to ``image_size`` (default: their own size).
-        heldout: optional ``(images, labels, class_captions)``: ``info["zero_shot_accuracy"]`` is the fraction of
-            held-out images whose most similar class caption is their label (part of the key).
+        heldout: optional ``(images, labels, class_captions)``, each label the index of its caption in
+            ``class_captions``: ``info["zero_shot_accuracy"]`` is the fraction of held-out images whose most
+            similar class caption is their own (part of the key).
 
     Returns:
         a :class:`TrainedModel` (``CLIPModel.from_pretrained`` and ``CLIPProcessor.from_pretrained`` load it).

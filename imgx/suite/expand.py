@@ -6,13 +6,15 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgx import __version__
 from imgx.data import fingerprint
+from imgx.filehash import flush, tree_digest
 from imgx.suite.load import Suite, _set
-from imgx.suite.schema import SWEEP_AXES, CaseSpec
+from imgx.suite.schema import SWEEP_AXES, CaseSpec, DataSpec
 
 # Axes that change how a case runs but not what it computes; they do not change the derived seed, so that
 # CPU and CUDA (or float16 and float32) outputs of the same point can be compared image for image.
@@ -67,9 +69,40 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _memo(memo: dict[str, str], spec: DataSpec) -> str:
+    """The data fingerprint of ``spec``, computed once per :func:`expand` (sweep points share their data)."""
+    text = spec.model_dump_json()
+    if text not in memo:
+        memo[text] = fingerprint(spec)
+    return memo[text]
+
+
+def case_inputs(spec: CaseSpec, memo: dict[str, str]) -> dict[str, str]:
+    """Digests of the local files a case reads besides ``data:``, by field: ``reference_data`` files and
+    folders, a local ``weights`` folder, local files and folders in ``metric_options`` (paths are absolute
+    once the suite is loaded; hub ids, ``tiny`` and ``train`` name no local file)."""
+    inputs: dict[str, str] = {}
+    ref = spec.reference_data
+    if ref is not None and (ref.path or ref.root):
+        inputs["reference_data"] = _memo(memo, ref)
+    candidates = {"model.weights": spec.model.weights}
+    for metric, options in sorted(spec.metric_options.items()):
+        for key, value in sorted(options.items()):
+            candidates[f"metric_options.{metric}.{key}"] = value
+    for field_name, value in candidates.items():
+        if isinstance(value, str) and os.path.isabs(value) and os.path.exists(value):
+            inputs[field_name] = tree_digest(value)
+    return inputs
+
+
 def expand(suite: Suite) -> list[Case]:
-    """All cases of a validated suite, in file order, sweep points in row-major order of their axes."""
+    """All cases of a validated suite, in file order, sweep points in row-major order of their axes.
+
+    A case's key hashes its configuration (less the settings that only judge it: gates, regression
+    tolerances, ``max_invalid``), its seed, the content of every file it reads and the imgx version.
+    """
     cases: list[Case] = []
+    memo: dict[str, str] = {}
     for spec in suite.cases:
         axes = dict(spec.sweep)
         if isinstance(spec.device, list):
@@ -88,12 +121,16 @@ def expand(suite: Suite) -> list[Case]:
             seed = derive_seed(suite.spec.seed, spec.id, point.seed)
             config = point.model_dump(mode="json", exclude={"marks", "gates", "regression", "max_invalid"})
             keyed = {**config, "inference": {k: v for k, v in config["inference"].items() if k not in _KEY_NEUTRAL}}
-            payload = json.dumps({"config": keyed, "seed": seed, "data": fingerprint(point.data),
-                                  "imgx": __version__}, sort_keys=True)
+            keyed_parts = {"config": keyed, "seed": seed, "data": _memo(memo, point.data), "imgx": __version__}
+            inputs = case_inputs(point, memo)
+            if inputs:  # absent, not empty, where a case reads no other file: those keys stay as they were
+                keyed_parts["inputs"] = inputs
+            payload = json.dumps(keyed_parts, sort_keys=True)
             marks = tuple(spec.marks) + (("gpu",) if str(point.device).startswith("cuda") else ())
             cases.append(Case(
                 suite=suite.name, base_id=spec.id, id=case_id, index=len(cases), task=point.task, params=params,
                 seed=seed, device=str(point.device), spec=point, key=hashlib.sha256(payload.encode()).hexdigest()[:16],
                 marks=tuple(dict.fromkeys(marks)), config=config,
             ))
+    flush()
     return cases

@@ -221,9 +221,12 @@ def _train_clip(case, ctx, data: dict[str, Any]):
     if data.get("test_captions") and data.get("test_labels") is not None:
         labels = data["test_labels"]
         classes = sorted({int(c) for c in labels.tolist()} | {int(c) for c in data["train_labels"].tolist()})
+        import torch
+
         from imgx.data.digits import caption
 
-        heldout = (rgb(data["test"]), labels, [caption(c) for c in classes])
+        rows = torch.searchsorted(torch.tensor(classes), labels.long())  # label value -> its caption's row
+        heldout = (rgb(data["test"]), rows, [caption(c) for c in classes])
     recipe = DIGITS_RECIPES["clip"]
     model = trained_clip(images=rgb(data["train"]), captions=list(captions), cache_dir=ctx.cache_dir, heldout=heldout,
                          progress=ctx.progress, device=case.device, **recipe)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -102,8 +102,18 @@ def embed(model: nn.Module, images: torch.Tensor | None = None, input_ids: torch
 
 
 def zero_shot_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, class_ids: torch.Tensor, *,
-                       device: str = "cpu") -> float:
-    """Fraction of ``images`` whose most similar class caption (``class_ids`` row per class) is their label."""
+                       classes: Sequence[int] | None = None, device: str = "cpu") -> float:
+    """Fraction of ``images`` whose most similar class caption is the caption of their label.
+
+    Args:
+        images: ``(N, 3, H, W)`` in ``[-1, 1]``; ``labels``: ``(N,)`` label values.
+        class_ids: ``(K, T)`` token ids, one caption per class.
+        classes: the label value of each row of ``class_ids`` (default ``0..K-1``), so that a class list that
+            skips a label (digits 3 and 5 only) compares label values, not row indices, with the labels.
+    """
+    values = torch.arange(len(class_ids)) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
+    if len(values) != len(class_ids):
+        raise ValueError(f"{len(values)} class values for {len(class_ids)} class captions")
     img = embed(model, images=images, device=device)
     txt = embed(model, input_ids=class_ids, device=device)
-    return float(((img @ txt.T).argmax(1) == labels.cpu().long()).float().mean())
+    return float((values[(img @ txt.T).argmax(1)] == labels.cpu().long()).float().mean())
