@@ -376,7 +376,8 @@ def _quality_warnings(comp) -> list[str]:
 
     out = []
     for r in comp.rows:
-        if not r.timing and not is_cost(r.metric) and r.baseline is not None and r.candidate is not None and r.baseline != r.candidate:
+        quality = not r.timing and not is_cost(r.metric)
+        if quality and r.baseline is not None and r.candidate is not None and r.baseline != r.candidate:
             out.append(f"{r.label}: {r.baseline:.6g} -> {r.candidate:.6g} differs between the sides ({r.verdict})")
     return out
 
