@@ -406,10 +406,30 @@ def ab_markdown(comp, timings: list[CaseTiming], base_label: str, cand_label: st
     return "\n".join(lines) + "\n\n" + text
 
 
-def ab_command(base_ref: str, candidate_ref: str | None, suite: str | Path, *, filters: list[str] | None = None,
-               device: str = "all", rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS,
-               out: str | Path | None = None, repo: str | Path = ".", quiet: bool = False) -> int:
-    """``imgx ab``: see the module docstring. Returns 1 on a regression, else 0 (bad input raises :class:`AbError`).
+@dataclass
+class AbResult:
+    """What :func:`run_ab` found: the comparison (paired latency rows + quality and cost rows), the raw rounds,
+    the output folder (``summary.md``...) and the candidate side's case records (status, gates)."""
+
+    comparison: Any
+    timings: list[CaseTiming]
+    out: Path
+    candidate_records: list[dict[str, Any]]
+    markdown: str
+
+
+def ab_command(base_ref: str, candidate_ref: str | None, suite: str | Path, **kwargs: Any) -> int:
+    """``imgx ab``: print ``summary.md``; returns 1 on a regression, else 0 (bad input raises :class:`AbError`)."""
+    result = run_ab(base_ref, candidate_ref, suite, **kwargs)
+    print(result.markdown, end="")
+    print(f"imgx ab: wrote {result.out}/summary.md, comparison.html, ab.json")
+    return result.comparison.exit_code
+
+
+def run_ab(base_ref: str, candidate_ref: str | None, suite: str | Path, *, filters: list[str] | None = None,
+           device: str = "all", rounds: int = DEFAULT_ROUNDS, calls: int = DEFAULT_CALLS,
+           out: str | Path | None = None, repo: str | Path = ".", quiet: bool = False) -> AbResult:
+    """Run the suite from both revisions interleaved and compare them; see the module docstring.
 
     Args:
         base_ref: the base revision (branch, tag, commit).
@@ -486,9 +506,7 @@ def ab_command(base_ref: str, candidate_ref: str | None, suite: str | Path, *, f
     write_comparison(comp, out_dir, runs["base"], runs["candidate"])
     md = ab_markdown(comp, timings, base_label, cand_label)
     (out_dir / "summary.md").write_text(md, encoding="utf-8")
-    print(md, end="")
-    print(f"imgx ab: wrote {out_dir}/summary.md, comparison.html, ab.json")
-    return comp.exit_code
+    return AbResult(comp, timings, out_dir, cand_records, md)
 
 
 if __name__ == "__main__":  # run as a module this file is __main__: serve through the imgx.ab the timing code imports
