@@ -449,7 +449,11 @@ def run_ab(base_ref: str, candidate_ref: str | None, suite: str | Path, *, filte
         raise AbError(f"{suite}: no such suite file")
     if rounds < 2 or calls < 1:
         raise AbError(f"--rounds {rounds} --calls {calls}: need at least 2 rounds and 1 call")
-    root = Path(_git(Path(repo).resolve(), "rev-parse", "--show-toplevel"))
+    try:
+        root = Path(_git(Path(repo).resolve(), "rev-parse", "--show-toplevel"))
+    except AbError:
+        raise AbError(f"{Path(repo).resolve()}: not in a git repository (imgx ab checks BASE_REF out with "
+                      "'git worktree')") from None
     base_sha = _commit(root, base_ref, "BASE_REF")
     cand_sha = _commit(root, candidate_ref, "CANDIDATE_REF") if candidate_ref else None
     out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="imgx-ab-"))
