@@ -456,7 +456,7 @@ def run_ab(base_ref: str, candidate_ref: str | None, suite: str | Path, *, filte
                       "'git worktree')") from None
     base_sha = _commit(root, base_ref, "BASE_REF")
     cand_sha = _commit(root, candidate_ref, "CANDIDATE_REF") if candidate_ref else None
-    out_dir = Path(out) if out else Path(tempfile.mkdtemp(prefix="imgx-ab-"))
+    out_dir = Path(out).resolve() if out else Path(tempfile.mkdtemp(prefix="imgx-ab-"))  # workers run in their trees
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="imgx-ab-trees-"))
     trees: list[Path] = []

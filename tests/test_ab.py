@@ -15,7 +15,6 @@ import pytest
 
 from imgx.ab import judge_ratios
 from imgx.cli import main
-from imgx.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,19 +175,3 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path, capsys, monkeypatch):
     assert "missing.yaml: no such suite file" in capsys.readouterr().err
     assert main(["ab", "suite.yaml"]) == 2
     assert "BASE_REF [CANDIDATE_REF] SUITE" in capsys.readouterr().err
-
-
-@pytest.fixture
-def registered_model():
-    """The parent pytest process collects the suite, so it needs the name too (the workers register their own)."""
-    MODELS.register("mymodel", "mymodel:Model", task="colorize", options=set())
-    yield
-    MODELS.unregister("mymodel")
-
-
-def test_pytest_plugin_imgx_ab_fails_the_slower_case(pytester, registered_model):
-    make_repo(pytester.path)  # the working tree is v2: twice the work of v1
-    result = pytester.runpytest("suite.yaml", "--imgx-ab", "v1", "--imgx-out", "out")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*latency_ms_p50*", "*regression: colorizer: regression: slower past the tolerance*"])
-    assert (pytester.path / "out" / "summary.md").is_file()
