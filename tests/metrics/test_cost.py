@@ -93,8 +93,10 @@ def test_compare_is_exact_for_cost_rows():
 def test_colorize_cost_rows_through_the_runner(tmp_path):
     suite = write_suite(tmp_path, TINY_COLORIZE.replace("train: 512, test: 64", "train: 64, test: 16")
                         .replace("epochs: 2", "epochs: 1").replace("[mse, psnr, ssim]", "[mse, cost]"))
-    summary = run_suite(suite, tmp_path / "out", quiet=True, report=False)
+    summary = run_suite(suite, tmp_path / "out", quiet=True)
     rows = {r["metric"]: r for r in summary.records[0]["rows"]}
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Latency and cost" in html and "flops_per_image" in html
     model = __import__("imgx.models.colorizer", fromlist=["EncoderDecoder"]).EncoderDecoder()
     assert rows["parameters"]["value"] == sum(p.numel() for p in model.parameters())
     assert rows["flops_per_image"]["value"] > 0 and rows["flops_per_image"]["unit"] == "FLOP"
@@ -122,3 +124,15 @@ def test_edit_unet_evaluations_follow_guidance(tmp_path, batched):
         assert evals == {1.0: 3, 7.5: 9}
     else:  # the group's loops: fewer rows per image than one bare call per point, the same for every case
         assert evals[1.0] == evals[7.5] and evals[1.0] < (3 + 9) / 2
+
+
+def test_gate_on_a_cost_row_needs_cost_or_latency(tmp_path):
+    from imgx.errors import SuiteError
+    from imgx.suite import load_suite
+
+    text = (TINY_COLORIZE.replace("[mse, psnr, ssim]", "[mse]")
+            + "    gates: {flops_per_image: '<= 1e9'}\n    regression: {parameters: '0'}\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(write_suite(tmp_path, text))
+    assert any("gate on 'flops_per_image' needs 'cost'" in p for p in info.value.problems())
+    load_suite(write_suite(tmp_path, text.replace("[mse]", "[mse, cost]")))
