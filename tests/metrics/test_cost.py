@@ -136,3 +136,37 @@ def test_gate_on_a_cost_row_needs_cost_or_latency(tmp_path):
         load_suite(write_suite(tmp_path, text))
     assert any("gate on 'flops_per_image' needs 'cost'" in p for p in info.value.problems())
     load_suite(write_suite(tmp_path, text.replace("[mse]", "[mse, cost]")))
+
+
+def test_every_task_reports_cost_rows(tmp_path):
+    """generate, translate and text-to-image (beside colorize and edit above) count what they time."""
+    from tests.t2i.conftest import t2i_suite
+
+    text = """
+suite: cost-tasks
+seed: 0
+cases:
+  - id: gan
+    task: generate
+    model: {name: dcgan, latent_dim: 16}
+    data: {name: digits, image_size: 28, train: 64, test: 64}
+    train: {epochs: 1, batch_size: 64}
+    samples: 64
+    metrics: [cost]
+  - id: cyc
+    task: translate
+    model: {name: cyclegan, width: 4, blocks: 1}
+    data: {name: photo-styles, style: sepia, image_size: 16, train: 16, test: 8}
+    train: {epochs: 1, batch_size: 8}
+    metrics: [target_mse, cost]
+"""
+    summary = run_suite(write_suite(tmp_path, text), tmp_path / "out", quiet=True, report=False)
+    (tmp_path / "t2i").mkdir()
+    t2i = run_suite(t2i_suite(tmp_path / "t2i", metrics="[cost]"), tmp_path / "out-t2i", quiet=True, report=False)
+    by_case = {r["case_id"]: {row["metric"]: row for row in r["rows"]} for r in summary.records + t2i.records}
+    for case_id, rows in by_case.items():
+        assert rows["flops_per_image"]["status"] == "ok" and rows["flops_per_image"]["value"] > 0, case_id
+        assert rows["parameters"]["value"] > 0, case_id
+    # Text-to-image: guidance 7.5 runs the conditional and unconditional branch at each of the 3 steps.
+    assert by_case["t2i"]["model_evaluations_per_image"]["value"] == 6
+    assert {"flops_per_image[unet]", "flops_per_image[vae]", "flops_per_image[text_encoder]"} <= set(by_case["t2i"])
