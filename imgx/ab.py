@@ -72,10 +72,14 @@ class _Server:
             if cmd.get("cmd") != "block":
                 return
             samples = []
-            for _ in range(int(cmd["calls"])):
-                with Clock(device) as clock:
-                    fn()
-                samples.append(clock.ms)
+            try:
+                for _ in range(int(cmd["calls"])):
+                    with Clock(device) as clock:
+                        fn()
+                    samples.append(clock.ms)
+            except Exception as exc:  # the case fails as it would have; the controller stops timing it
+                self.send("block", error=f"{type(exc).__name__}: {exc}"[:500])
+                raise
             self.send("block", samples=samples)
         raise SystemExit("imgx ab: the controlling process went away")
 
@@ -238,11 +242,14 @@ class _Worker:
         self.proc.stdin.write(json.dumps({"cmd": cmd, **data}) + "\n")
         self.proc.stdin.flush()
 
-    def block(self, calls: int) -> list[float]:
+    def block(self, calls: int) -> list[float] | str:
+        """Time ``calls`` calls on this side: their milliseconds, or the error one of them raised."""
         self.command("block", calls=calls)
         event = self.take()
         if event["event"] != "block":
             raise AbError(f"{self.side} worker stopped during a timed block ({event}); see {self.log_path}")
+        if event.get("error"):
+            return str(event["error"])
         return [float(x) for x in event["samples"]]
 
     def log_tail(self, lines: int = 15) -> str:
@@ -279,15 +286,24 @@ def _worker_env(tree: Path, strip: list[Path]) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def _time_session(base: _Worker, cand: _Worker, timing: CaseTiming, rounds: int, calls: int) -> None:
-    """Alternate blocks: base first in even rounds, candidate first in odd ones; one discarded warm-up round."""
-    for side in (base, cand):
-        side.block(1)
-    for r in range(rounds):
+def _time_session(base: _Worker, cand: _Worker, timing: CaseTiming, rounds: int, calls: int) -> list[_Worker]:
+    """Alternate blocks: base first in even rounds, candidate first in odd ones; one discarded warm-up round.
+
+    Returns the sides still serving (a side whose call raised has left its timed calls; its case fails).
+    """
+    for r in range(-1, rounds):
         order = (base, cand) if r % 2 == 0 else (cand, base)
-        got = {w.side: w.block(calls) for w in order}
-        timing.base.append(got["base"])
-        timing.candidate.append(got["candidate"])
+        got = {}
+        for w in order:
+            got[w.side] = w.block(1 if r < 0 else calls)
+            if isinstance(got[w.side], str):
+                timing.note = f"a timed call raised on the {w.side} side: {got[w.side]}"
+                timing.base, timing.candidate = [], []
+                return [x for x in (base, cand) if x is not w]
+        if r >= 0:
+            timing.base.append(got["base"])
+            timing.candidate.append(got["candidate"])
+    return [base, cand]
 
 
 def _drive(base: _Worker, cand: _Worker, rounds: int, calls: int, say: Callable[[str], None]) -> list[CaseTiming]:
@@ -305,11 +321,12 @@ def _drive(base: _Worker, cand: _Worker, rounds: int, calls: int, say: Callable[
                               f"({w.log_path}) ends with:\n{w.log_tail()}")
         if kinds == ("ready", "ready"):
             base.take(), cand.take()
+            serving = [base, cand]
             if current is None:  # a second timed callable in the same case is not timed again
                 current = CaseTiming("")
                 say(f"timing: {rounds} rounds of {calls} calls per side")
-                _time_session(base, cand, current, rounds, calls)
-            for w in (base, cand):
+                serving = _time_session(base, cand, current, rounds, calls)
+            for w in serving:
                 w.command("done")
             continue
         if "ready" in kinds:  # one side times, the other finished the case (or the run) without timing

@@ -81,6 +81,37 @@ def make_repo(repo: Path) -> Path:
     return repo
 
 
+BREAKS = """
+_CALLS = [0]
+_forward = Model.forward
+
+
+def forward(self, x):  # fails once called more often than a case's own (untimed) calls need
+    _CALLS[0] += 1
+    if _CALLS[0] > 10:
+        raise RuntimeError("out of patience")
+    return _forward(self, x)
+
+
+Model.forward = forward
+"""
+
+
+def test_a_call_that_raises_while_timed_fails_the_case_not_the_run(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    with open(repo / "mymodel.py", "a") as fh:
+        fh.write(BREAKS)
+    _git(repo, "commit", "-qam", "breaks under repeated calls")
+    out = tmp_path / "ab"
+    proc = run_cli(repo, "v2", "HEAD", "suite.yaml", "--rounds", "4", "--calls", "3", "--out", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads((out / "comparison.json").read_text())
+    lat = next(r for r in data["rows"] if r["metric"] == "latency_ms_p50")
+    assert lat["verdict"] == "not-compared"
+    assert "a timed call raised on the candidate side: RuntimeError: out of patience" in lat["detail"]
+    assert any(r["verdict"] == "regression" and "candidate failed" in r["detail"] for r in data["rows"])
+
+
 def run_cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "imgx", "ab", *args], cwd=repo, env=env, capture_output=True,
