@@ -1,4 +1,4 @@
-"""``imgx run | validate | list | report | compare | baseline | score``.
+"""``imgx run | validate | list | report | compare | baseline | score | ab``.
 
 Exit codes: 0 all good; 1 a gate failed, a case failed or a regression was found; 2 bad input.
 """
@@ -47,6 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("candidate", help="candidate run directory")
     cmp_.add_argument("--out", help="folder for comparison.html and summary.md (default CANDIDATE/compare)")
     cmp_.add_argument("--latency", action="store_true", help="compare latency even across different machines")
+
+    ab = sub.add_parser("ab", help="time two git revisions of your repository interleaved on this machine "
+                                   "(asv continuous): BASE_REF [CANDIDATE_REF] SUITE",
+                        usage="imgx ab BASE_REF [CANDIDATE_REF] SUITE [-k FILTER] [--rounds N] [--calls N] [--out DIR]")
+    ab.add_argument("refs", nargs="+", metavar="BASE_REF [CANDIDATE_REF] SUITE",
+                    help="base revision, candidate revision (default: the working tree) and the suite file")
+    ab.add_argument("-k", dest="filters", action="append", metavar="FILTER", help="as for 'imgx run' (repeatable)")
+    ab.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    ab.add_argument("--rounds", type=int, default=10, help="paired rounds per case (default 10)")
+    ab.add_argument("--calls", type=int, default=5, help="timed calls per side per round (default 5)")
+    ab.add_argument("--out", help="folder for summary.md, comparison.html, ab.json and both run directories "
+                                  "(default a new temporary folder)")
+    ab.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
     base = sub.add_parser("baseline", help="write a baseline JSON file from a run directory")
     base.add_argument("run_dir")
@@ -214,6 +227,17 @@ def _cmd_score(args) -> int:
     return summary.exit_code
 
 
+def _cmd_ab(args) -> int:
+    from imgx.ab import AbError, ab_command
+
+    if len(args.refs) not in (2, 3):
+        raise AbError(f"imgx ab takes BASE_REF [CANDIDATE_REF] SUITE, got {len(args.refs)} argument(s): "
+                      f"{' '.join(args.refs)}")
+    *refs, suite = args.refs
+    return ab_command(refs[0], refs[1] if len(refs) > 1 else None, suite, filters=args.filters, device=args.device,
+                      rounds=args.rounds, calls=args.calls, out=args.out, quiet=args.quiet)
+
+
 def _cmd_baseline(args) -> int:
     from imgx.compare import baseline_command
 
@@ -243,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         logging.getLogger("imgx").setLevel(logging.WARNING)
     handler = {"run": _cmd_run, "validate": _cmd_validate, "list": _cmd_list, "report": _cmd_report,
-               "compare": _cmd_compare, "baseline": _cmd_baseline, "score": _cmd_score}[args.command]
+               "compare": _cmd_compare, "baseline": _cmd_baseline, "score": _cmd_score, "ab": _cmd_ab}[args.command]
     try:
         return handler(args)
     except ImgxError as exc:

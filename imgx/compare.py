@@ -31,7 +31,7 @@ from imgx.errors import RunDirError
 
 BASELINE_FORMAT = 1
 VERDICTS = ("regression", "inconclusive", "improvement", "unchanged", "new", "missing", "not-compared")
-DEFAULT_TOLERANCES = {"quality": "2%", "timing": "10%"}
+DEFAULT_TOLERANCES = {"quality": "2%", "timing": "10%", "cost": "0"}
 # Environment keys that change timing (flattened names, matched as prefixes): CPU, threads, device, driver, library
 # versions, and what a pytest_imgx_machine_info hook declares. The rest (kernel release in ``platform``, the
 # interpreter's path) is informational: listed, never a reason not to compare latency.
@@ -449,11 +449,18 @@ def gated_by_default(metric: str) -> bool:
     """
     if _info(metric).better == "neither":
         return False
-    return not is_timing(metric) or metric == "latency_ms_p50"
+    return not is_timing(metric) or metric == "latency_ms_p50" or is_cost(metric)
+
+
+def is_cost(metric: str) -> bool:
+    """True for deterministic cost counts (FLOPs, parameters...): compared exactly, without a noise band."""
+    return _info(metric).kind == "cost"
 
 
 def default_tolerance(metric: str) -> str:
-    """2% for quality metrics, 10% for timing and memory metrics."""
+    """2% for quality metrics, 10% for timing and memory metrics, 0 (exact) for cost counts."""
+    if is_cost(metric):
+        return DEFAULT_TOLERANCES["cost"]
     return DEFAULT_TOLERANCES["timing" if is_timing(metric) else "quality"]
 
 
@@ -582,12 +589,13 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
     tol, pct = parse_tolerance(tolerance)
     threshold = abs(b.value) * tol / 100.0 if pct else tol
     spread_note = ""
-    if timing:
+    exact = info.kind == "cost"  # counts: no noise band, no baseline spread; any change past the tolerance counts
+    if timing and not exact:
         spread = _timing_spread(b)
         if spread > threshold:
             threshold, spread_note = spread, f" (baseline spread {_fmt(spread)} {row.unit} is wider than the tolerance)"
     row.threshold = threshold
-    noise = _noise(b, c)
+    noise = None if exact else _noise(b, c)
     row.noise = noise
     pct_text = f"{row.change_pct:+.2f}%" if row.change_pct is not None else f"{change:+.4g}"
     if timing and not latency_ok:
@@ -620,7 +628,7 @@ def compare_measurements(case_id: str, metric: str, reference: str, b: Measureme
             allows = f"{'>=' if info.higher_is_better else '<='} {_fmt(bound)}"
         row.detail = (f"{metric} {_fmt(b.value)} -> {_fmt(c.value)} ({pct_text}); {info.direction_text}, "
                       f"tolerance {tol_text}{spread_note} allows {allows}{noise_text}")
-    if timing and row.verdict in ("regression", "improvement"):
+    if timing and not exact and row.verdict in ("regression", "improvement"):
         # Timings that vary by more than the tolerance within one run cannot tell a change of that size from the
         # machine's load (which also moves a median between runs): say so instead of failing CI on noise.
         tol_abs = abs(b.value) * tol / 100.0 if pct else tol

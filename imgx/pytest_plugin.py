@@ -56,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the --imgx-baseline FILE from this run instead of comparing with it")
     group.addoption("--imgx-latency", action="store_true", default=False,
                     help="compare timing metrics with the baseline even when the machines differ")
+    group.addoption("--imgx-ab", metavar="BASE_REF", default=None,
+                    help="time each suite's selected cases from git revision BASE_REF and from the working tree, "
+                         "interleaved on this machine ('imgx ab'); a case fails on a failed gate or a regression")
     group.addoption("--imgx-no-report", action="store_true", default=False, help="do not write report.html")
     parser.addini("imgx_suites", type="linelist", default=[],
                   help="glob patterns (relative to rootdir) of imgx suite files to collect without naming them")
@@ -72,6 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if baseline and not config.getoption("imgx_update_baseline") and not Path(baseline).exists():
         raise pytest.UsageError(f"--imgx-baseline {baseline}: no such file; create it with "
                                 "--imgx-update-baseline or 'imgx baseline RUN_DIR --out FILE'")
+    if config.getoption("imgx_ab", None) and baseline:
+        raise pytest.UsageError("--imgx-ab compares two revisions and --imgx-baseline a run with a file: pick one")
     setattr(config, _STATE, _State(config))
 
 
@@ -171,6 +176,8 @@ class CaseItem(pytest.Item):
         from imgx.errors import ImgxError
 
         state: _State = getattr(self.config, _STATE)
+        if state.ab_ref:
+            return self._runtest_ab(state)
         run = state.run_for(self)
         try:
             with _case_warnings():
@@ -189,6 +196,22 @@ class CaseItem(pytest.Item):
                 problems += state.check_baseline(self, run, record)
         if problems:
             # The first problem is the line pytest's short summary shows.
+            raise CaseFailure("\n".join(problems))
+
+    def _runtest_ab(self, state: _State) -> None:
+        """Under ``--imgx-ab``: the case as the working tree ran it beside BASE_REF (one ``imgx ab`` per suite)."""
+        result = state.ab_result(self)
+        record = next((r for r in result.candidate_records if r["case_id"] == self.case.id), None)
+        if record is None:
+            raise CaseFailure(f"{self.case.id}: not run by imgx ab (see {result.out})")
+        self.user_properties.append(("imgx_ab", str(result.out)))
+        if record["status"] == "skipped":
+            pytest.skip(f"{self.case.id}: {record['detail']}")
+        problems = [f"case failed: {record['detail']}"] if record["status"] == "failed" else []
+        problems += [f"gate failed: {g['detail']}" for g in record["gates"] if g["passed"] is False]
+        problems += [f"{r.short}\nregression: {r.case_id}: {r.detail}" for r in result.comparison.regressions
+                     if r.case_id == self.case.id]
+        if problems:
             raise CaseFailure("\n".join(problems))
 
     def _record_properties(self, record: dict[str, Any], run: SuiteRun) -> None:
@@ -325,6 +348,8 @@ class _State:
         self.baseline_path = opt("imgx_baseline", None)
         self.update_baseline = opt("imgx_update_baseline", False)
         self.latency = opt("imgx_latency", False)
+        self.ab_ref = opt("imgx_ab", None)
+        self._ab: dict[Path, Any] = {}  # suite path -> imgx.ab.AbResult, or the CaseFailure that stopped it
 
     @property
     def baseline(self):
@@ -368,6 +393,27 @@ class _State:
             self.runs[path] = run
         if self.update_baseline and len(by_suite) > 1:
             raise pytest.UsageError("--imgx-update-baseline writes one file: run one suite at a time")
+
+    def ab_result(self, item: CaseItem):
+        """``imgx ab BASE_REF <working tree> SUITE -k <the selected cases>``, run once per suite file."""
+        if item.path not in self._ab:
+            from imgx.ab import run_ab
+            from imgx.errors import ImgxError
+
+            run = self.run_for(item)
+            try:
+                result = run_ab(self.ab_ref, None, item.path, filters=[c.id for c in run.planned],
+                                out=run.out,
+                                repo=self.config.rootpath, quiet=True)
+                self.notes.append(f"{run.suite.name}: imgx ab {self.ab_ref} -> working tree: "
+                                  f"{len(result.comparison.regressions)} regression(s); {result.out / 'summary.md'}")
+            except ImgxError as exc:
+                result = CaseFailure("imgx ab could not run (exit 2 under 'imgx ab'): " + "\n".join(exc.problems()))
+            self._ab[item.path] = result
+        result = self._ab[item.path]
+        if isinstance(result, CaseFailure):
+            raise result
+        return result
 
     def run_for(self, item: CaseItem) -> SuiteRun:
         return self.runs[item.path]

@@ -34,7 +34,7 @@ class MetricInfo:
     display: str
     unit: str
     higher_is_better: bool
-    kind: str  # full-reference | no-reference | distribution | timing | memory
+    kind: str  # full-reference | no-reference | distribution | timing | memory | cost (exact counts)
     tasks: frozenset[str]
     requestable: bool = True  # False for rows a task always emits (train_seconds) or that come with another
     quality: bool = True  # False for timing and memory: compared only on the same machine
@@ -104,6 +104,15 @@ _metric("train_seconds", "training time", "s", False, "timing",
         {"colorize", "generate", "translate", "text-to-image", "edit"}, requestable=False, quality=False)
 _metric("train_images_per_second", "training throughput", "img/s", True, "timing",
         {"colorize", "generate", "translate", "text-to-image"}, requestable=False, quality=False)
+# Counts of one real call (imgx.metrics.cost): the same on any machine, so compared exactly. ``cost`` asks for them
+# without timing; ``latency`` brings them too. CUDA peak allocation depends on the GPU and torch: like machines only.
+_metric("cost", "cost (FLOPs, parameters, model evaluations, CUDA peak allocation)", "", False, "cost", _ALL)
+_metric("flops_per_image", "forward FLOPs per image", "FLOP", False, "cost", _ALL, requestable=False)
+_metric("parameters", "parameters", "", False, "cost", _ALL, requestable=False)
+_metric("model_evaluations_per_image", "UNet evaluations per image", "", False, "cost", {"edit", "text-to-image"},
+        requestable=False)
+_metric("cuda_peak_allocated_mb", "CUDA peak allocated memory of one call", "MB", False, "cost", _ALL,
+        requestable=False, quality=False)
 _metric("cycle_mse_aba", "cycle error A->B->A (MSE)", "", False, "full-reference", {"translate"}, requestable=False)
 _metric("cycle_mse_bab", "cycle error B->A->B (MSE)", "", False, "full-reference", {"translate"}, requestable=False)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from imgx.ab import serve as ab_serve  # under `imgx ab`, the timed callable is also timed in paired blocks
 from imgx.results import MetricRow
 
 STAGES = ("text_encode", "image_encode", "denoise", "vae_decode")
@@ -90,6 +91,7 @@ def time_callable(fn: Callable[..., Any], *args: Any, warmup: int = 1, repeats: 
     result = None
     for _ in range(warmup):
         result = fn(*args, **kwargs)
+    ab_serve(lambda: fn(*args, **kwargs), device)
     samples = []
     for _ in range(repeats):
         with Clock(device) as clock:

@@ -118,6 +118,8 @@ def gate_problem(case: Any, metric: str) -> str | None:
         return "gate on 'speedup': it compares sweep combinations with each other, not one case; gate on latency"
     if metric in METRICS:
         info = METRICS.get(metric)
+        if info.kind == "cost" and not {"cost", "latency"} & set(case.metrics):
+            return f"gate on {metric!r} needs 'cost' (or 'latency') in metrics"
         if task not in info.tasks:
             return f"gate on {metric!r}: task {task!r} never computes {metric!r}"
         if info.requestable:

@@ -10,6 +10,7 @@ import torch
 from imgx.data import DATASETS
 from imgx.imageio import grid, rgb_to_gray, tensor_to_array, to_unit
 from imgx.metrics import metric_info
+from imgx.metrics.cost import case_cost_rows
 from imgx.metrics.pixel import PIXEL_METRICS
 from imgx.metrics.stats import mean_with_ci
 from imgx.models import MODELS
@@ -62,10 +63,11 @@ def run(case, ctx) -> CaseResult:
     images = len(train_rgb) * spec.train.epochs
     rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
     rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))
+    batch = test_gray[:64].to(case.device)
+    rows += case_cost_rows(case, lambda: model(batch), {"model": [model]}, images=len(batch))
     if "latency" in spec.metrics:
         from imgx.metrics.timing import latency_rows
 
-        batch = test_gray[:64].to(case.device)
         rows += latency_rows(lambda: model(batch), device=case.device, warmup=2, repeats=20, items=len(batch))
 
     k = min(GRID_IMAGES, len(test_rgb))

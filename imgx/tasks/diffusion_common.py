@@ -92,10 +92,13 @@ def timed_calls(items: Sequence[Any], call: Callable[[Any], Any], stages: dict[s
     e.g. from a batched sweep; one per image with ``per_image``) no item is called for its output: only the
     ``warmup`` and ``repeats`` calls of the first item run, timed, so latency keeps meaning one call.
     """
+    from imgx.ab import serve as ab_serve
     from imgx.metrics.timing import Clock, StageTimer, peak_memory_mb, reset_peak_memory
 
     for _ in range(warmup):
         call(items[0])
+    if repeats:
+        ab_serve(lambda: call(items[0]), device)
     reset_peak_memory(device)
     samples: list[float] = []
     results: list[tuple[Any, np.ndarray, bool | None]] = []

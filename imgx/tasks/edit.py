@@ -35,6 +35,7 @@ import numpy as np
 
 from imgx.data import DATASETS
 from imgx.errors import DataError
+from imgx.metrics.cost import diffusion_cost_rows
 from imgx.results import CaseResult, MetricRow
 from imgx.tasks.diffusion_common import (
     classify,  # noqa: F401 - part of this module's interface (tests, older imports)
@@ -152,6 +153,7 @@ def run(case, ctx) -> CaseResult:
     rows += _clip_rows(spec, case, ctx, images, results, out_arrays, valid, outputs, info)
     if "latency" in spec.metrics:
         rows += latency_metric_rows(timed, device=case.device, steps=inf.num_inference_steps)
+    rows += diffusion_cost_rows(case, pipe, lambda: call(pairs[0]), images=1, sweep_info=sweep and sweep.info)
 
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(results), spec.max_invalid)

@@ -21,6 +21,7 @@ import torch
 
 from imgx.data import DATASETS
 from imgx.imageio import grid, tensor_to_array
+from imgx.metrics.cost import case_cost_rows
 from imgx.metrics.features import (
     DigitsClassifierFeatures,
     ExtractorContext,
@@ -172,6 +173,8 @@ def run(case, ctx) -> CaseResult:
     hook_seconds = time.perf_counter() - t0 - train_seconds
 
     fake = model.sample(eval_noise)
+    z = eval_noise[:64].to(case.device)
+    cost = case_cost_rows(case, lambda: model.sample(z), {"generator": [model.generator]}, images=len(z))
     with torch.no_grad():
         before = torch.cat([untrained(eval_noise[i:i + 512]) for i in range(0, len(eval_noise), 512)])
     split_rng = torch.Generator().manual_seed(case.seed)
@@ -202,6 +205,7 @@ def run(case, ctx) -> CaseResult:
         metric_info[m] = {**ex.describe(), "real_set": f"test split ({len(test)})", "samples": n_samples,
                           "references": per_ref}
 
+    rows += cost
     images = len(train) * spec.train.epochs
     rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
     rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))

@@ -39,6 +39,7 @@ import numpy as np
 
 from imgx.data import DATASETS
 from imgx.errors import DataError
+from imgx.metrics.cost import diffusion_cost_rows
 from imgx.results import CaseResult, MetricRow
 from imgx.tasks.diffusion_common import (
     invalid_verdict,
@@ -482,6 +483,8 @@ def run(case, ctx) -> CaseResult:
             if row.metric.startswith("latency_ms_p"):
                 row.detail += f"; one call = one prompt, {n_samples} image(s)"
             rows.append(row)
+    rows += diffusion_cost_rows(case, pipe, lambda: call(calls[0]), images=len(calls[0]),
+                                sweep_info=sweep and sweep.info)
 
     history: list[dict[str, Any]] = []
     artifacts: dict[str, Any] = {}

@@ -25,6 +25,7 @@ from imgx.data import DATASETS
 from imgx.errors import DataError
 from imgx.imageio import grid, tensor_to_array, to_unit
 from imgx.metrics import metric_info
+from imgx.metrics.cost import case_cost_rows
 from imgx.metrics.features import FeatureExtractor, FeaturesUnavailable
 from imgx.metrics.pixel import PIXEL_METRICS
 from imgx.metrics.stats import mean_with_ci
@@ -146,6 +147,8 @@ def run(case, ctx) -> CaseResult:
                               device=case.device)
                 rows.append(pixel_rows(name, rec, x, ref, case.seed, detail, kind="mse"))
     rows += _distribution_rows(case, ctx, data, test_b, outputs)
+    x = test_a[:64].to(case.device)
+    rows += case_cost_rows(case, lambda: g_ab(x), {"generator": [g_ab]}, images=len(x))
     rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
     rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))
 
