@@ -1,6 +1,9 @@
 """Model registry. Entries are lazy so that validating a suite never imports diffusers or transformers.
 
-``meta["task"]`` names the task a model serves; ``meta["options"]`` the ``model:`` keys it accepts.
+``meta["task"]`` names the task a model serves; ``meta["options"]`` the ``model:`` keys it accepts. Names that
+other packages register through the entry-point group ``imgx.models`` join it (``meta["plugin"]``: the
+distribution; their task and options are known only once imported, at run time). What a model of each task must
+be is :mod:`imgx.models.protocol`.
 """
 
 from imgx.registry import Registry
@@ -26,6 +29,9 @@ MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline"
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
                 help="diffusers StableDiffusionPipeline (SDXL/SD-turbo via AutoPipelineForText2Image): hub id, "
                      "local folder, 'tiny' or 'train' (a micro model trained here on the case's captioned data)")
+
+ENTRY_POINT_GROUP = "imgx.models"
+MODELS.add_entry_points(ENTRY_POINT_GROUP, task=None, options=None)
 
 SCHEDULERS = Registry("scheduler")
 for _name, _cls in {
