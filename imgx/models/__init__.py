@@ -1,7 +1,8 @@
 """Model registry. Entries are lazy so that validating a suite never imports diffusers or transformers.
 
-``meta["task"]`` names the task a model serves; ``meta["options"]`` the ``model:`` keys it accepts. Names that
-other packages register through the entry-point group ``imgx.models`` join it (``meta["plugin"]``: the
+``meta["task"]`` names the task a model serves; ``meta["options"]`` the ``model:`` keys it accepts;
+``meta["pipeline"]`` marks a loader of diffusers pipelines (every other edit / text-to-image model is a callable).
+Names that other packages register through the entry-point group ``imgx.models`` join it (``meta["plugin"]``: the
 distribution; their task and options are known only once imported, at run time). What a model of each task must
 be is :mod:`imgx.models.protocol`.
 """
@@ -15,7 +16,7 @@ MODELS.register("unet", "imgx.models.colorizer:UNetColorizer", task="colorize", 
                 help="the same encoder-decoder with skip connections (U-Net)")
 MODELS.register("dcgan", "imgx.models.dcgan:DCGAN", task="generate", options={"latent_dim"},
                 help="DCGAN: noise (latent_dim) to 28x28x1 in [-1, 1], BCE, balanced updates")
-MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline", task="edit",
+MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline", task="edit", pipeline=True,
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
                 help="diffusers StableDiffusionInstructPix2PixPipeline: hub id, local folder or 'tiny'")
 MODELS.register("pix2pix", "imgx.models.pix2pix:Pix2Pix", task="translate",
@@ -25,7 +26,7 @@ MODELS.register("cyclegan", "imgx.models.cyclegan:CycleGAN", task="translate",
                 options={"width", "blocks", "lambda_cycle", "lambda_identity"}, needs_pairs=False, halvings=(None, 2),
                 help="two ResNet generators, two PatchGANs; LSGAN, lambda_cycle 10, lambda_identity 0.5, pool 50")
 
-MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline", task="text-to-image",
+MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline", task="text-to-image", pipeline=True,
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
                 help="diffusers StableDiffusionPipeline (SDXL/SD-turbo via AutoPipelineForText2Image): hub id, "
                      "local folder, 'tiny' or 'train' (a micro model trained here on the case's captioned data)")

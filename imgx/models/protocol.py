@@ -97,6 +97,11 @@ def is_user_model(name: str) -> bool:
     return (is_import_path(name) and name not in MODELS) or bool(name in MODELS and MODELS.meta(name).get("plugin"))
 
 
+def uses_pipeline(name: str) -> bool:
+    """Whether an edit / text-to-image model is a diffusers pipeline loader (else the callable protocol)."""
+    return name in MODELS and bool(MODELS.meta(name).get("pipeline"))
+
+
 def model_kwargs(model_spec: Any) -> dict[str, Any]:
     """The keyword arguments of the ``model:`` mapping: a built-in's options that are set, or a user model's keys."""
     name = model_spec.name

@@ -475,12 +475,12 @@ def load_suite(path: str | Path | dict) -> Suite:
     """
     if isinstance(path, dict):  # an in-memory suite (imgx.run): relative paths resolve against the working directory
         data, root = copy.deepcopy(path), None
-        raw = json.dumps(data, sort_keys=True, default=str).encode()
+        dict_bytes = json.dumps(data, sort_keys=True, default=str).encode()
         path = Path("<suite dict>")
     else:
         path = Path(path)
         data, root = _read_yaml(path)
-        raw = None
+        dict_bytes = None
     problems = _Problems(path, root)
     if not isinstance(data, dict):
         raise SuiteError([f"{path}: a suite is a YAML mapping with 'suite' and 'cases' keys"])
@@ -530,8 +530,8 @@ def load_suite(path: str | Path | dict) -> Suite:
                                  "(raise max_cases in the suite if you mean it)")
     if problems.items:
         raise SuiteError(problems.items)
-    return Suite(path=path, sha256=hashlib.sha256(raw if raw is not None else path.read_bytes()).hexdigest(),
-                 spec=spec, cases=cases, warnings=warnings, root=root)
+    digest = hashlib.sha256(dict_bytes if dict_bytes is not None else path.read_bytes()).hexdigest()
+    return Suite(path=path, sha256=digest, spec=spec, cases=cases, warnings=warnings, root=root)
 
 
 def user_model_problems(suite: Suite) -> list[str]:
