@@ -155,7 +155,8 @@ def build(case: Any, task: str, **shape: Any) -> Any:
     kwargs = model_kwargs(case.spec.model)
     if task in CALLABLE_TASKS and is_task_callable(factory, task):
         return factory  # the callable itself; its keyword arguments come with every call
-    kwargs.update({k: v for k, v in shape.items() if k not in kwargs and accepts(factory, k)})
+    named = accepted_names(factory) or []  # shape keys go only to a factory that names them (not to **kwargs)
+    kwargs.update({k: v for k, v in shape.items() if k not in kwargs and k in named})
     try:
         obj = factory(**kwargs)
     except Exception as exc:  # noqa: BLE001 - user code: the case fails with the reason

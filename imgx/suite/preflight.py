@@ -1,7 +1,8 @@
 """What a suite can be checked for before anything runs, beyond its structure and names.
 
 - Paths resolve against the suite file's folder (absolute paths and ``~`` as they are), once, at load time.
-- Paths that must exist do (``data.path``; ``data.root`` unless ``download: true``; a path-like ``weights``).
+- Paths that must exist do (``data.path``; ``data.root`` unless ``download: true``; a path-like ``weights``;
+  ``model.checkpoint``).
 - A gate reads a row the case computes (``psnr`` needs ``psnr`` in ``metrics``; ``latency_ms_p50`` needs
   ``latency``; a colorize case never has ``fid``).
 - A gate relative to a reference (``"> gray-copy"``, ``"<= 0.5 * untrained"``) names a reference row the case
@@ -73,6 +74,8 @@ def resolve_paths(case: Any, base: Path) -> None:
     weights = case.model.weights
     if weights and is_path_like(weights, base):
         case.model.weights = _resolve(weights, base)
+    if case.model.checkpoint:
+        case.model.checkpoint = _resolve(case.model.checkpoint, base)
     for options in case.metric_options.values():
         for key, value in list(options.items()):
             if not isinstance(value, str):
