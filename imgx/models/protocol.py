@@ -20,6 +20,7 @@ the case is recorded ``failed`` with the reason, never ``ok``.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -288,11 +289,14 @@ def signature_problems(spec: Any) -> list[tuple[tuple, str]]:
     problems: list[tuple[tuple, str]] = []
     fn = call_signature(obj, task) if task in CALLABLE_TASKS else None
     kwargs = model_kwargs(spec.model)
-    target = obj if not (task in CALLABLE_TASKS and is_task_callable(obj, task)) else obj
-    accepted = accepted_names(target)
+    accepted = accepted_names(obj)
+    if accepted is not None and task in CALLABLE_TASKS and is_task_callable(obj, task):
+        accepted = [a for a in accepted if a not in CALL_INPUTS[task]]
     for key in kwargs:
         if accepted is not None and key not in accepted:
-            problems.append((("model", key), f"model {origin(name)} takes no keyword {key!r} (it takes "
+            close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append((("model", key), f"model {origin(name)} takes no keyword {key!r} ({hint}it takes "
                                              f"{', '.join(accepted) or 'none'})"))
     if fn is None:
         return problems
