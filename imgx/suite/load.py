@@ -273,6 +273,10 @@ def _check_model(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
         if task not in USER_MODEL_TASKS:
             problems.add(loc + ("model", "name"), f"task {task!r} takes built-in models only; a model of your own "
                                                   f"serves {', '.join(sorted(USER_MODEL_TASKS))}")
+        if task == "translate" and case.data.name in DATASETS and DATASETS.meta(case.data.name).get("paired") is False:
+            problems.add(loc + ("data", "name"), f"a model of your own is trained on pairs by imgx's supervised loop; "
+                                                 f"data set {case.data.name!r} is unpaired (use photo-pairs or "
+                                                 "folder-pairs)")
         for key in sorted(BUILTIN_ONLY & case.model.model_fields_set):
             problems.add(loc + ("model", key), f"{key!r} is an option of the built-in diffusers models; a model of "
                                                "your own takes its own keyword arguments")
