@@ -222,3 +222,33 @@ def test_text_to_image_callable_and_a_generator_of_its_own(tmp_path):
     assert "untrained" in record["gates"][0]["detail"]
     outputs = [ln for ln in (tmp_path / "run" / "outputs.csv").read_text().splitlines() if ln.startswith("paint")]
     assert len(outputs) == 4
+
+
+def test_translation_module_of_its_own_and_a_generator_checkpoint(tmp_path):
+    gan = ("{name: digits, image_size: 28, train: 64, test: 32}")
+    first = write_suite(tmp_path, _suite(
+        _case("gan", "{name: demo-gan, latent_dim: 8}", "generate", gan, "[fid]",
+              "train: {epochs: 1, batch_size: 32}\nsamples: 32"),
+    ), "first.yaml")
+    assert imgx("run", str(first), "--out", str(tmp_path / "run1"), "-q", "--no-report").returncode == 0
+    record = json.loads(next((tmp_path / "run1" / "cases").glob("*.json")).read_text())
+    path = write_suite(tmp_path, _suite(
+        _case("gan", f"{{name: demo-gan, latent_dim: 8, checkpoint: run1/{record['artifacts']['checkpoint']}}}",
+              "generate", gan, "[fid]", "samples: 32"),
+        _case("pairs", "{name: demo-colorizer, width: 4}", "translate",
+              "{name: photo-pairs, pair: gray, image_size: 16, train: 64, test: 16}", "[mse, psnr]",
+              'train: {epochs: 1, batch_size: 32}\ngates: {mse: "< 100 * identity"}'),
+    ), "second.yaml")
+    proc = imgx("run", str(path), "--out", str(tmp_path / "run2"), "-q", "--no-report")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    before, after = results(tmp_path / "run1"), results(tmp_path / "run2")
+    for ref in ("", "untrained", "real-split"):
+        assert value(after, "gan", "fid", ref) == value(before, "gan", "fid", ref)  # exactly, as written
+    for ref in ("", "identity", "untrained"):
+        assert float(value(after, "pairs", "mse", ref)) >= 0
+    unpaired = write_suite(tmp_path, _suite(
+        _case("styles", "{name: demo-colorizer}", "translate",
+              "{name: photo-styles, style: sepia, image_size: 16, train: 64, test: 16}", "[target_mse]"),
+    ), "unpaired.yaml")
+    proc = imgx("validate", str(unpaired))
+    assert proc.returncode == 2 and "data set 'photo-styles' is unpaired" in proc.stderr
