@@ -15,7 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from imgx.models.protocol import CALL_INPUTS, ModelError, build, call_signature, model_kwargs, origin, settings_for
+from imgx.models.protocol import (
+    CALL_INPUTS,
+    INFERENCE_SETTINGS,
+    ModelError,
+    accepted_names,
+    build,
+    call_signature,
+    model_kwargs,
+    origin,
+    settings_for,
+)
 from imgx.results import CaseResult, MetricRow
 
 
@@ -27,7 +37,14 @@ def load(case: Any, task: str) -> tuple[Any, dict[str, Any]]:
 
     target = MODELS.resolve(case.spec.model.name)
     fn = build(case, task)
-    kwargs = settings_for(case, call_signature(target, task) or fn, task)
+    signature = call_signature(target, task) or fn
+    accepted = accepted_names(signature)
+    refused = [axis for axis in case.params if axis in INFERENCE_SETTINGS[task] and accepted is not None
+               and axis not in accepted]
+    if refused:  # a factory's callable is known only once built; a class's or a function's was checked before the run
+        raise ModelError(f"model {origin(case.spec.model.name)} does not accept sweep axis {refused[0]!r}; it accepts "
+                         f"{', '.join(a for a in accepted if a not in CALL_INPUTS[task]) or 'no keyword'}")
+    kwargs = settings_for(case, signature, task)
     if is_task_callable(target, task):
         kwargs.update(model_kwargs(case.spec.model))
     return fn, kwargs

@@ -190,7 +190,10 @@ def test_editor_sweep_axis_it_does_not_accept_is_refused_before_running(tmp_path
 def test_editors_that_raise_return_nan_or_too_few_images_fail(tmp_path):
     path = write_suite(tmp_path, _suite(*(
         _case(name, f'{{name: "imgx_demo_models.edit:{name}_editor"}}', "edit", EDITS, "[target_mse]",
-              "inference: {warmup: 0, repeats: 1}") for name in ("raising", "nan", "wrong_count"))))
+              "inference: {warmup: 0, repeats: 1}") for name in ("raising", "nan", "wrong_count")),
+        # A factory's editor is known only once built: an axis it does not take fails the case, never ignored.
+        _case("factory", '{name: "imgx_demo_models.edit:make_blender", strength: 0.2}', "edit", EDITS,
+              "[target_mse]", "inference: {warmup: 0, repeats: 1}\nsweep: {num_inference_steps: [1]}")))
     proc = imgx("run", str(path), "--out", str(tmp_path / "run"), "-q", "--no-report")
     assert proc.returncode == 1
     rows = results(tmp_path / "run")
@@ -198,6 +201,7 @@ def test_editors_that_raise_return_nan_or_too_few_images_fail(tmp_path):
     detail = {r["case_id"]: r["detail"] for r in rows if r["metric"] in ("", )}
     assert "raised on ['invert the colors']: ValueError: cannot invert" in detail["raising"]
     assert "expected a list of 1 image(s)" in detail["wrong_count"]
+    assert "does not accept sweep axis 'num_inference_steps'" in detail["factory[num_inference_steps=1]"]
     records = {json.loads(p.read_text())["case_id"]: json.loads(p.read_text())
                for p in (tmp_path / "run" / "cases").glob("*.json")}
     assert records["nan"]["status"] == "failed" and "16 nan" in records["nan"]["detail"]

@@ -49,3 +49,8 @@ def nan_editor(images, instructions, seeds):
 def wrong_count_editor(images, instructions, seeds):
     """Returns no images at all."""
     return []
+
+
+def make_blender(strength: float = 0.5):
+    """A factory function returning an editor (its signature is known only once it is built)."""
+    return lambda images, instructions, seeds: strength_editor(images, instructions, seeds, strength=strength)
