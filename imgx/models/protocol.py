@@ -251,7 +251,6 @@ def save_checkpoint(ctx: Any, case: Any, module: Any) -> str:
 # ``inference:`` settings a callable model may take, by task (the others are imgx's own: warmup, repeats...).
 INFERENCE_SETTINGS = {"edit": ("image_guidance_scale", "guidance_scale", "num_inference_steps", "scheduler"),
                       "text-to-image": ("guidance_scale", "num_inference_steps", "scheduler")}
-BUILTIN_AXES = {"attention", "compile", "channels_last"}
 
 
 def call_signature(obj: Any, task: str) -> Callable | None:
@@ -264,11 +263,14 @@ def call_signature(obj: Any, task: str) -> Callable | None:
 
 
 def settings_for(case: Any, fn: Callable | None, task: str) -> dict[str, Any]:
-    """The ``inference:`` settings (swept or not) and ``model:`` keys passed to a callable model on each call."""
+    """The ``inference:`` settings (swept or not) a callable model accepts, and ``device`` when it names it."""
     settings = {k: getattr(case.spec.inference, k) for k in INFERENCE_SETTINGS[task]}
     if fn is None:
         return settings
-    return {k: v for k, v in settings.items() if accepts(fn, k)}
+    chosen = {k: v for k, v in settings.items() if accepts(fn, k)}
+    if "device" in (accepted_names(fn) or []):  # the case's device, only to a callable that names it
+        chosen["device"] = case.device
+    return chosen
 
 
 def signature_problems(spec: Any) -> list[tuple[tuple, str]]:
@@ -305,7 +307,7 @@ def signature_problems(spec: Any) -> list[tuple[tuple, str]]:
         return problems
     accepted = [a for a in accepted if a not in ("self", *CALL_INPUTS[task])]
     for axis in spec.sweep:
-        if axis in INFERENCE_SETTINGS[task] and axis not in accepted or axis in BUILTIN_AXES:
+        if axis in INFERENCE_SETTINGS[task] and axis not in accepted:
             problems.append((("sweep", axis), f"sweep axis {axis!r}: model {origin(name)} does not accept it; it "
                                               f"accepts {', '.join(accepted) or 'no keyword'}"))
     for key in sorted(spec.inference.model_fields_set & set(INFERENCE_SETTINGS[task]) - set(spec.sweep)):

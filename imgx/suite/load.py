@@ -47,7 +47,7 @@ from imgx.tasks import TASKS
 MAX_FILE_BYTES = 1_000_000
 USER_MODEL_TASKS = {"colorize", "translate", "generate", "edit", "text-to-image"}
 # ModelSpec fields that only the built-in diffusers loaders read; a user's model gets its own keys instead.
-BUILTIN_ONLY = {"weights", "variant", "safety_checker", "attention", "compile", "channels_last"}
+BUILTIN_ONLY = {"weights", "variant", "safety_checker", "attention", "compile", "channels_last", "dtype"}
 MAX_EXPANDED_NODES = 100_000  # refuses alias bombs ("billion laughs") before they are built
 
 
@@ -280,6 +280,9 @@ def _check_model(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
         for key in sorted(BUILTIN_ONLY & case.model.model_fields_set):
             problems.add(loc + ("model", key), f"{key!r} is an option of the built-in diffusers models; a model of "
                                                "your own takes its own keyword arguments")
+        for axis in sorted(BUILTIN_ONLY & set(case.sweep)):
+            problems.add(loc + ("sweep", axis), f"sweep axis {axis!r} sets an option of the built-in diffusers "
+                                                "models; a model of your own would never see it")
     else:
         meta = MODELS.meta(name)
         if meta["task"] != task:

@@ -155,6 +155,7 @@ def run(case, ctx) -> CaseResult:
     checkpoint = spec.model.checkpoint
     if checkpoint:
         load_checkpoint(built if isinstance(built, torch.nn.Module) else model.generator, checkpoint, name)
+        model.to(case.device)
     elif model.discriminator is None:
         raise ModelError(f"model {origin(name)} has no discriminator: imgx cannot train it (give model.checkpoint "
                          "to evaluate trained weights)")

@@ -107,6 +107,7 @@ def run(case, ctx) -> CaseResult:
     checkpoint = spec.model.checkpoint
     if checkpoint:
         load_checkpoint(model, checkpoint, spec.model.name)
+        model.to(case.device)
         history, images = [], 0
     elif trainer == "supervised":
         history = fit(model, train_a, train_b, epochs=spec.train.epochs, batch_size=spec.train.batch_size,

@@ -256,3 +256,16 @@ def test_translation_module_of_its_own_and_a_generator_checkpoint(tmp_path):
     ), "unpaired.yaml")
     proc = imgx("validate", str(unpaired))
     assert proc.returncode == 2 and "data set 'photo-styles' is unpaired" in proc.stderr
+
+
+def test_builtin_only_options_and_axes_are_refused_for_a_model_of_your_own(tmp_path):
+    path = write_suite(tmp_path, _suite(
+        _case("opts", '{name: "imgx_demo_models.edit:identity_editor", dtype: float16, weights: x/y}', "edit", EDITS,
+              "[target_mse]", "sweep: {attention: [sdpa, math]}"),
+    ))
+    proc = imgx("validate", str(path))
+    assert proc.returncode == 2
+    assert "cases[0].model.dtype: 'dtype' is an option of the built-in diffusers models" in proc.stderr
+    assert "cases[0].model.weights: 'weights' is an option" in proc.stderr
+    assert "cases[0].sweep.attention: sweep axis 'attention' sets an option of the built-in diffusers models" \
+        in proc.stderr
