@@ -156,7 +156,9 @@ def build(case: Any, task: str, **shape: Any) -> Any:
     kwargs = model_kwargs(case.spec.model)
     if task in CALLABLE_TASKS and is_task_callable(factory, task):
         return factory  # the callable itself; its keyword arguments come with every call
-    named = accepted_names(factory) or []  # shape keys go only to a factory that names them (not to **kwargs)
+    params = _parameters(factory) or {}
+    named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    # Shape keys go only to a factory that names them, not to a **kwargs that may pass them on to anything.
     kwargs.update({k: v for k, v in shape.items() if k not in kwargs and k in named})
     try:
         obj = factory(**kwargs)
