@@ -20,6 +20,7 @@ the case is recorded ``failed`` with the reason, never ``ok``.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 from collections.abc import Callable, Sequence
@@ -156,6 +157,15 @@ def build(case: Any, task: str, **shape: Any) -> Any:
     kwargs = model_kwargs(case.spec.model)
     if task in CALLABLE_TASKS and is_task_callable(factory, task):
         return factory  # the callable itself; its keyword arguments come with every call
+    import torch
+
+    if isinstance(factory, torch.nn.Module) and task in MODULE_TASKS:  # an instance: each case trains its own copy
+        if kwargs:
+            raise ModelError(f"model {origin(name)} is a module instance; it takes no model: keys "
+                             f"({', '.join(kwargs)})")
+        obj = copy.deepcopy(factory)
+        check_type(obj, task, name)
+        return obj
     params = _parameters(factory) or {}
     named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     # Shape keys go only to a factory that names them, not to a **kwargs that may pass them on to anything.

@@ -82,13 +82,15 @@ def test_colorizers_by_entry_point_and_import_path_with_relative_gates(tmp_path)
     path = write_suite(tmp_path, _suite(
         _case("entry", "{name: demo-colorizer, width: 4}", extra='gates: {psnr: "> 0.1 * gray-copy"}'),
         _case("factory", '{name: "imgx_demo_models.colorize:make_colorizer", width: 4}', metrics="[mse]"),
+        _case("instance", '{name: "imgx_demo_models.colorize:DEFAULT"}', metrics="[mse]"),
     ))
     proc = imgx("run", str(path), "--out", str(tmp_path / "run"), "-q", "--no-report")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = results(tmp_path / "run")
-    for case in ("entry", "factory"):
+    for case in ("entry", "factory", "instance"):
         assert float(value(rows, case, "mse")) > 0 and float(value(rows, case, "mse", "gray-copy")) > 0
-    assert {r["model"] for r in rows} == {"demo-colorizer", "imgx_demo_models.colorize:make_colorizer"}
+    assert {r["model"] for r in rows} == {"demo-colorizer", "imgx_demo_models.colorize:make_colorizer",
+                                          "imgx_demo_models.colorize:DEFAULT"}
     record = next(json.loads(p.read_text()) for p in (tmp_path / "run" / "cases").glob("*.json")
                   if json.loads(p.read_text())["case_id"] == "entry")
     gate = record["gates"][0]

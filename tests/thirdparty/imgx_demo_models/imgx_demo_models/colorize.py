@@ -57,3 +57,4 @@ NOT_CALLABLE = 42
 def not_a_module() -> str:
     """A factory returning something that is not a module."""
     return "colorizer"
+DEFAULT = TinyColorizer(width=4)  # a module instance: imgx trains a copy of it per case
