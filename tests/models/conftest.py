@@ -35,8 +35,10 @@ def demo_models() -> Path:
     Subprocesses (``imgx run``, ``pytest``) see its entry points; this process imports it from its folder.
     """
     if not _installed_here():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e",
-                        str(DEMO)], check=True, capture_output=True, timeout=300)
+        command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(DEMO)]
+        # Offline first (the environment's own setuptools); an environment without setuptools builds in isolation.
+        if subprocess.run([*command, "--no-build-isolation"], capture_output=True, timeout=300).returncode:
+            subprocess.run(command, check=True, capture_output=True, timeout=600)
         importlib.invalidate_caches()
     if str(DEMO) not in sys.path:
         sys.path.insert(0, str(DEMO))
