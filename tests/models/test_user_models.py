@@ -271,3 +271,16 @@ def test_builtin_only_options_and_axes_are_refused_for_a_model_of_your_own(tmp_p
     assert "cases[0].model.weights: 'weights' is an option" in proc.stderr
     assert "cases[0].sweep.attention: sweep axis 'attention' sets an option of the built-in diffusers models" \
         in proc.stderr
+
+
+def test_new_weights_at_the_same_checkpoint_path_are_a_new_case(tmp_path):
+    from safetensors.torch import save_file
+
+    from imgx.models.colorizer import EncoderDecoder
+    from imgx.suite import expand, load_suite
+
+    save_file(EncoderDecoder().state_dict(), str(tmp_path / "w.safetensors"))
+    path = write_suite(tmp_path, _suite(_case("c", "{name: encoder-decoder, checkpoint: w.safetensors}")))
+    before = expand(load_suite(path))[0].key
+    save_file({k: v + 1 for k, v in EncoderDecoder().state_dict().items()}, str(tmp_path / "w.safetensors"))
+    assert expand(load_suite(path))[0].key != before
