@@ -176,13 +176,18 @@ def _cmd_list(_args) -> int:
         print(f"{title}:")
         for e in reg.entries():
             extra = ""
-            if "task" in e.meta:
+            if e.meta.get("plugin"):
+                extra = f" [plugin: {e.meta['plugin']}; task and options known once imported]"
+            elif "task" in e.meta:
                 extra = f" [task: {e.meta['task']}]"
             elif "tasks" in e.meta:
                 extra = f" [tasks: {', '.join(sorted(e.meta['tasks']))}]"
             if e.meta.get("options"):
                 extra += f" [options: {', '.join(sorted(e.meta['options']))}]"
             print(f"  {e.name:<30} {e.help}{extra}")
+        if reg is MODELS:
+            print(f"  {'pkg.module:attr':<30} any importable model of your own (imported by imgx run, never by "
+                  "validate); other model: keys are its keyword arguments")
     print("devices:")
     print("  cpu                            always available")
     print("  cuda, cuda:N                   NVIDIA GPUs; cases are skipped with the reason where CUDA is absent")

@@ -144,7 +144,8 @@ def case_line(record: Mapping[str, Any], *, reused: bool = False, baseline: str 
         if g.get("passed") is True:
             line.gates_passed += 1
         elif g.get("passed") is False:
-            line.gates_failed.append(f"{g.get('metric')} {g.get('op')} {g.get('bound'):g}")
+            bound = g.get("reference") or f"{g.get('bound'):g}"  # a relative gate names its reference row
+            line.gates_failed.append(f"{g.get('metric')} {g.get('op')} {bound}")
     return line
 
 

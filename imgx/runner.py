@@ -39,7 +39,7 @@ from imgx.results import (
 )
 from imgx.suite import Case, expand, load_suite
 from imgx.suite.expand import _fmt as _fmt_value
-from imgx.suite.schema import GATE_PATTERN
+from imgx.suite.preflight import parse_gate
 
 log = logging.getLogger("imgx")
 _OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, ">": operator.gt,
@@ -83,21 +83,37 @@ class RunContext:
 
 
 def evaluate_gates(case: Case, status: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Check the case's gates against its own (reference-free) metric rows, as in a ledger record."""
+    """Check the case's gates against its own metric rows, as in a ledger record.
+
+    A relative gate (``"<= 0.5 * untrained"``) compares with the same metric's reference row of the same case; its
+    record adds ``reference``, ``scale`` and ``reference_value``, and ``bound`` is the scaled reference value.
+    """
     gates = []
     values = ok_values(rows)
     for metric, expr in case.spec.gates.items():
-        op, bound = re.match(GATE_PATTERN, expr).group(1, 2)
+        gate = parse_gate(expr)
         value = values.get(metric)
+        bound = gate.bound
+        extra: dict[str, Any] = {}
+        if gate.reference is not None:
+            ref = next((r["value"] for r in rows if r["metric"] == metric and r["reference"] == gate.reference
+                        and r["status"] == "ok"), None)
+            bound = None if ref is None else gate.scale * ref
+            extra = {"reference": gate.reference, "scale": gate.scale, "reference_value": ref}
         if status != "ok":
             passed, detail = None, f"not evaluated: case {status}"
         elif value is None:
             passed, detail = False, f"{metric} has no ok value in this case"
+        elif bound is None:
+            passed, detail = False, f"{metric}: reference row {gate.reference!r} has no ok value in this case"
         else:
-            passed = _OPS[op](value, float(bound))
-            detail = f"{metric} = {value:.6g}, required {op} {bound}"
-        gates.append({"metric": metric, "op": op, "bound": float(bound), "value": value, "passed": passed,
-                      "detail": detail})
+            passed = _OPS[gate.op](value, bound)
+            detail = f"{metric} = {value:.6g}, required {gate.op} {gate.text}" if gate.reference is None else (
+                f"{metric} = {value:.6g}, required {gate.describe()} "
+                f"({'' if gate.scale == 1 else f'{gate.scale:g} * '}{gate.reference} {extra['reference_value']:.6g}"
+                f"{f' = {bound:.6g}' if gate.scale != 1 else ''})")
+        gates.append({"metric": metric, "op": gate.op, "bound": bound, "value": value, "passed": passed,
+                      "detail": detail, **extra})
     return gates
 
 
@@ -345,7 +361,12 @@ def pending(cases: list[Case], ledger: dict[str, dict[str, Any]]) -> list[Case]:
 
 def plan(suite_path: str | Path, device: str = "all", filters: list[str] | None = None) -> tuple[Any, list[Case]]:
     """Load and validate a suite, expand it, and keep the cases selected by ``device`` and ``filters``."""
+    from imgx.suite.load import user_model_problems
+
     suite = load_suite(suite_path)
+    imported = user_model_problems(suite)  # run imports the user's models (validate never does): refuse bad ones now
+    if imported:
+        raise SuiteError(imported)
     cases = expand(suite)
     if device != "all":
         cases = [c for c in cases if c.device == device or c.device.startswith(device + ":")]

@@ -6,7 +6,9 @@ Every problem is collected and reported together, each as ``FILE:LINE: FIELD.PAT
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +21,14 @@ from imgx.data import DATASETS, PAIRS, STYLES
 from imgx.errors import SuiteError
 from imgx.metrics import FEATURE_EXTRACTORS, METRICS
 from imgx.models import MODELS, SCHEDULERS
+from imgx.models.protocol import CHECKPOINT_TASKS, is_user_model
 from imgx.suite.preflight import (
+    GATE_FORMS,
     gate_number_message,
     gate_problem,
     missing_paths,
+    parse_gate,
+    reference_problem,
     resolve_paths,
     suggest_key,
     weights_warning,
@@ -31,7 +37,6 @@ from imgx.suite.schema import (
     AXIS_TASKS,
     BATCH_TASKS,
     DEVICE_PATTERN,
-    GATE_PATTERN,
     SWEEP_AXES,
     TOLERANCE_PATTERN,
     CaseSpec,
@@ -40,6 +45,9 @@ from imgx.suite.schema import (
 from imgx.tasks import TASKS
 
 MAX_FILE_BYTES = 1_000_000
+USER_MODEL_TASKS = {"colorize", "translate", "generate", "edit", "text-to-image"}
+# ModelSpec fields that only the built-in diffusers loaders read; a user's model gets its own keys instead.
+BUILTIN_ONLY = {"weights", "variant", "safety_checker", "attention", "compile", "channels_last", "dtype"}
 MAX_EXPANDED_NODES = 100_000  # refuses alias bombs ("billion laughs") before they are built
 
 
@@ -54,6 +62,7 @@ class Suite:
     # Problems that may go away before the run (weights not downloaded yet), by case id: ``imgx validate``
     # warns (errors with --strict), ``imgx run`` refuses the selected cases' before the first one starts.
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    root: Any = None  # the YAML node tree (for line numbers of later checks); None for an in-memory suite
 
     @property
     def name(self) -> str:
@@ -180,15 +189,7 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
     if task not in TASKS:
         problems.add(loc + ("task",), TASKS.suggest(task))
         return
-    if case.model.name not in MODELS:
-        problems.add(loc + ("model", "name"), MODELS.suggest(case.model.name))
-    else:
-        meta = MODELS.meta(case.model.name)
-        if meta["task"] != task:
-            problems.add(loc + ("model", "name"), f"model {case.model.name!r} is for task {meta['task']!r}, "
-                                                  f"not {task!r}")
-        for key in sorted(case.model.model_fields_set - {"name"} - meta["options"]):
-            problems.add(loc + ("model", key), f"model {case.model.name!r} takes no option {key!r}")
+    _check_model(case, loc, problems)
     _check_data_spec(case.data, task, loc + ("data",), problems)
     if task == "score":
         from imgx.tasks.score import score_problems
@@ -227,10 +228,12 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
         if name not in METRICS and not name.startswith("latency_ms_"):
             problems.add(loc + (field, name), METRICS.suggest(name))
     for name, expr in case.gates.items():
-        if not re.match(GATE_PATTERN, str(expr)):
-            problems.add(loc + ("gates", name), f"gate {expr!r} is not '<op> <number>' with op one of >= <= > <")
+        gate = parse_gate(expr)
+        if gate is None:
+            problems.add(loc + ("gates", name), f"gate {expr!r} is not {GATE_FORMS}")
         elif name in METRICS or name.startswith("latency_ms_"):
-            why = gate_problem(case, name)
+            why = gate_problem(case, name) or (reference_problem(case, name, gate.reference) if gate.reference
+                                               else None)
             if why:
                 problems.add(loc + ("gates", name), why)
     for where, message in missing_paths(case):
@@ -260,6 +263,62 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
         if not re.match(DEVICE_PATTERN, str(dev)):
             where = loc + (("device", i) if isinstance(case.device, list) else ("device",))
             problems.add(where, f"unknown device {dev!r}; use cpu, cuda or cuda:N")
+
+
+def _check_model(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
+    """The model's name (built-in, entry point or import path), its options and ``checkpoint:``; nothing imported."""
+    task, name = case.task, case.model.name
+    user = is_user_model(name)
+    if name not in MODELS and not user:
+        message = MODELS.suggest(name)
+        if ":" in str(name):
+            message = f"{name!r} is not an import path 'pkg.module:attr' (nor a registered model)"
+        problems.add(loc + ("model", "name"), message)
+    elif user:
+        if task not in USER_MODEL_TASKS:
+            problems.add(loc + ("model", "name"), f"task {task!r} takes built-in models only; a model of your own "
+                                                  f"serves {', '.join(sorted(USER_MODEL_TASKS))}")
+        if task == "translate" and case.data.name in DATASETS and DATASETS.meta(case.data.name).get("paired") is False:
+            problems.add(loc + ("data", "name"), f"a model of your own is trained on pairs by imgx's supervised loop; "
+                                                 f"data set {case.data.name!r} is unpaired (use photo-pairs or "
+                                                 "folder-pairs)")
+        for key in sorted(BUILTIN_ONLY & case.model.model_fields_set):
+            problems.add(loc + ("model", key), f"{key!r} is an option of the built-in diffusers models; a model of "
+                                               "your own takes its own keyword arguments")
+        for axis in sorted(BUILTIN_ONLY & set(case.sweep)):
+            problems.add(loc + ("sweep", axis), f"sweep axis {axis!r} sets an option of the built-in diffusers "
+                                                "models; a model of your own would never see it")
+    else:
+        meta = MODELS.meta(name)
+        if meta["task"] != task:
+            problems.add(loc + ("model", "name"), f"model {name!r} is for task {meta['task']!r}, not {task!r}")
+        for key in sorted(case.model.model_fields_set - {"name", "checkpoint"} - meta["options"]):
+            if key in (case.model.model_extra or {}):
+                hint = _model_key_hint(key, meta["options"])
+                problems.add(loc + ("model", key), f"unknown key{hint} (model {name!r} takes no option {key!r}; "
+                                                   "only a model of your own takes other keys)")
+            else:
+                problems.add(loc + ("model", key), f"model {name!r} takes no option {key!r}")
+    checkpoint = case.model.checkpoint
+    if checkpoint is None:
+        return
+    if task not in CHECKPOINT_TASKS:
+        problems.add(loc + ("model", "checkpoint"), "checkpoint: applies to tasks "
+                                                    f"{', '.join(sorted(CHECKPOINT_TASKS))}, not {task!r}")
+    elif not checkpoint.endswith(".safetensors"):
+        problems.add(loc + ("model", "checkpoint"), f"{checkpoint}: imgx loads safetensors checkpoints only (a pickle "
+                                                    "can run code); save the state_dict with "
+                                                    "safetensors.torch.save_file(model.state_dict(), 'x.safetensors')")
+    elif not Path(checkpoint).is_file():
+        problems.add(loc + ("model", "checkpoint"), f"{checkpoint}: no such file")
+    if "train" in case.model_fields_set:
+        problems.add(loc + ("train",), "train: with model.checkpoint: the checkpoint is evaluated as it is, never "
+                                       "trained; remove one of them")
+
+
+def _model_key_hint(key: str, options: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(options | {"checkpoint"}), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _check_pairs(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
@@ -386,6 +445,7 @@ def _check_sweep(case_dict: dict, case: CaseSpec | None, loc: tuple, problems: _
                 continue
             target = SWEEP_AXES[axis]
             if target[0] == "model" and case.model.name in MODELS and case.task == "translate" \
+                    and MODELS.meta(case.model.name)["options"] is not None \
                     and target[1] not in MODELS.meta(case.model.name)["options"]:
                 problems.add(aloc, f"sweep axis {axis!r}: model {case.model.name!r} takes no option {target[1]!r}")
                 break
@@ -419,14 +479,20 @@ def _check_rest(merged: dict, errors: list[dict], loc: tuple, path: Path, proble
     _check_names(case, loc, problems)
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file.
+def load_suite(path: str | Path | dict) -> Suite:
+    """Read and validate a suite file (or an in-memory suite mapping, as the YAML would give).
 
     Raises:
         SuiteError: with one message per problem, each naming the file, line and field path.
     """
-    path = Path(path)
-    data, root = _read_yaml(path)
+    if isinstance(path, dict):  # an in-memory suite (imgx.run): relative paths resolve against the working directory
+        data, root = copy.deepcopy(path), None
+        dict_bytes = json.dumps(data, sort_keys=True, default=str).encode()
+        path = Path("<suite dict>")
+    else:
+        path = Path(path)
+        data, root = _read_yaml(path)
+        dict_bytes = None
     problems = _Problems(path, root)
     if not isinstance(data, dict):
         raise SuiteError([f"{path}: a suite is a YAML mapping with 'suite' and 'cases' keys"])
@@ -478,5 +544,22 @@ def load_suite(path: str | Path) -> Suite:
                                  "(raise max_cases in the suite if you mean it)")
     if problems.items:
         raise SuiteError(problems.items)
-    return Suite(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), spec=spec, cases=cases,
-                 warnings=warnings)
+    digest = hashlib.sha256(dict_bytes if dict_bytes is not None else path.read_bytes()).hexdigest()
+    return Suite(path=path, sha256=digest, spec=spec, cases=cases, warnings=warnings, root=root)
+
+
+def user_model_problems(suite: Suite) -> list[str]:
+    """Import the user's models a suite names (``imgx run`` only; ``validate`` never imports) and check them.
+
+    One message per problem, ``FILE:LINE: FIELD.PATH: message``: a module that does not import, a missing or
+    non-callable attribute, a sweep axis or ``inference:`` setting the model's signature does not accept.
+    """
+    from imgx.models.protocol import signature_problems
+
+    problems = _Problems(suite.path, suite.root)
+    for i, case in enumerate(suite.cases):
+        if not is_user_model(case.model.name):
+            continue
+        for where, message in signature_problems(case):
+            problems.add(("cases", i) + where, message)
+    return problems.items

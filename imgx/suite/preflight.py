@@ -1,9 +1,12 @@
 """What a suite can be checked for before anything runs, beyond its structure and names.
 
 - Paths resolve against the suite file's folder (absolute paths and ``~`` as they are), once, at load time.
-- Paths that must exist do (``data.path``; ``data.root`` unless ``download: true``; a path-like ``weights``).
+- Paths that must exist do (``data.path``; ``data.root`` unless ``download: true``; a path-like ``weights``;
+  ``model.checkpoint``).
 - A gate reads a row the case computes (``psnr`` needs ``psnr`` in ``metrics``; ``latency_ms_p50`` needs
   ``latency``; a colorize case never has ``fid``).
+- A gate relative to a reference (``"> gray-copy"``, ``"<= 0.5 * untrained"``) names a reference row the case
+  computes for that metric (:func:`references`), known from the task without running it.
 - Hub weights that are neither local nor in the Hugging Face cache when the hub cannot be reached: a warning
   for ``imgx validate`` (weights may be downloaded later), an error for ``imgx run`` before its first case.
 
@@ -16,12 +19,14 @@ import difflib
 import re
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from imgx.metrics import METRICS
+from imgx.suite.schema import GATE_PATTERN, REFERENCE_GATE_PATTERN
 
 # A hub id (``org/name``); a string of this shape is a path only where it exists or starts like one.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -71,12 +76,28 @@ def resolve_paths(case: Any, base: Path) -> None:
     weights = case.model.weights
     if weights and is_path_like(weights, base):
         case.model.weights = _resolve(weights, base)
+    if case.model.checkpoint:
+        case.model.checkpoint = _resolve(case.model.checkpoint, base)
     for options in case.metric_options.values():
         for key, value in list(options.items()):
             if not isinstance(value, str):
                 continue
             if key in FILE_OPTIONS or (key in WEIGHT_OPTIONS and is_path_like(value, base)):
                 options[key] = _resolve(value, base)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (a checkpoint's, for case keys), or ``""`` when it cannot be read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def missing_paths(case: Any) -> list[tuple[tuple, str]]:
@@ -127,12 +148,85 @@ def gate_problem(case: Any, metric: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Gate:
+    """A parsed gate: ``op bound`` (absolute) or ``op scale * reference`` (relative to a reference row)."""
+
+    op: str
+    bound: float | None = None
+    reference: str | None = None
+    scale: float = 1.0
+    text: str = ""  # the number as written (an absolute gate's message quotes it)
+
+    def describe(self) -> str:
+        """The gate as written, normalised: ``>= 0.8``, ``> gray-copy``, ``<= 0.5 * untrained``."""
+        if self.reference is None:
+            return f"{self.op} {self.bound:g}"
+        return f"{self.op} {'' if self.scale == 1 else f'{self.scale:g} * '}{self.reference}"
+
+
+def parse_gate(expr: Any) -> Gate | None:
+    """The gate ``expr`` as a :class:`Gate`, or None when it is neither ``<op> <number>`` nor a reference gate."""
+    text = str(expr)
+    m = re.match(GATE_PATTERN, text)
+    if m:
+        return Gate(m.group(1), bound=float(m.group(2)), text=m.group(2))
+    m = re.match(REFERENCE_GATE_PATTERN, text)
+    if m:
+        return Gate(m.group(1), reference=m.group(3), scale=float(m.group(2)) if m.group(2) else 1.0)
+    return None
+
+
+GATE_FORMS = "'<op> <number>' or '<op> [<factor> *] <reference>' with op one of >= <= > <"
+_PIXEL = {"mse", "psnr", "ssim"}
+_TARGET = {"target_mse", "target_psnr", "target_ssim"}
+_GROUND_TRUTH = _TARGET | {"input_ssim", "instruction_accuracy"}
+
+
+def references(case: Any, metric: str) -> set[str]:
+    """The reference rows a case computes for ``metric``, from the task alone (nothing runs or imports)."""
+    task, trained_here = case.task, getattr(case.model, "weights", None) == "train"
+    base = metric.split("[", 1)[0]  # per-instruction rows: target_mse[grayscale]
+    if task == "colorize":
+        return {"gray-copy"} if base in _PIXEL else set()
+    if task == "generate":
+        return {"untrained", "real-split"} if base in ("fid", "kid") else set()
+    if task == "translate":
+        if base.startswith("cycle_mse_"):
+            return {"untrained"}
+        return {"identity", "untrained"} if base in _PIXEL | _TARGET | {"fid", "kid"} else set()
+    if task == "edit":
+        if base in _GROUND_TRUTH:
+            return {"identity", "oracle"} | ({"vae-floor"} if base == "target_mse" and trained_here else set())
+        return {"input-copy"} if base == "clip_score" else set()
+    if task == "text-to-image":
+        if base in ("fid", "kid", "prompt_accuracy"):
+            return {"real-split"} | ({"untrained"} if trained_here else set())
+        return {"real-split"} if base == "clip_score" else set()
+    return set()
+
+
+def reference_problem(case: Any, metric: str, reference: str) -> str | None:
+    """Why a gate of ``metric`` relative to ``reference`` can never be evaluated for this case, or None."""
+    known = references(case, metric)
+    if reference in known:
+        return None
+    if not known:
+        return (f"gate on {metric!r} relative to {reference!r}: task {case.task!r} reports no reference row for "
+                f"{metric!r}")
+    close = difflib.get_close_matches(reference, sorted(known), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (f"gate on {metric!r} relative to {reference!r}: this case computes {metric!r} references "
+            f"{', '.join(sorted(known))} only{hint}")
+
+
 def gate_number_message(metric: str, value: Any) -> str:
     """The message for a bare number written as a gate, showing the accepted form."""
     op = ">="
     if metric in METRICS and not METRICS.get(metric).higher_is_better:
         op = "<="
-    return f"gate {value!r} is not '<op> <number>'; write it as \"{op} {value}\" (op one of >= <= > <)"
+    return (f"gate {value!r} is not '<op> <number>'; write it as \"{op} {value}\" (op one of >= <= > <), or relative "
+            "to a reference row: \"> gray-copy\", \"<= 0.5 * untrained\"")
 
 
 def weights_warning(case: Any) -> tuple[tuple, str] | None:

@@ -19,9 +19,16 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """``model:`` — the model name and the options that model accepts (see ``imgx list``)."""
+    """``model:`` — the model name and the options that model accepts (see ``imgx list``).
+
+    Other keys are kept (``extra="allow"``) only as the keyword arguments of a user's model (import path or entry
+    point); for a built-in, :mod:`imgx.suite.load` refuses them like any unknown key.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=False)
 
     name: str
+    checkpoint: str | None = None
     latent_dim: int | None = Field(None, ge=1, le=4096)
     weights: str | None = None
     dtype: Dtype = "float32"
@@ -165,4 +172,7 @@ AXIS_TASKS: dict[str, set[str]] = {
 BATCH_TASKS = {"edit", "text-to-image"}
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
 GATE_PATTERN = r"^\s*(>=|<=|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$"
+# A gate relative to a reference row of the same case: "> gray-copy", "<= 0.5 * untrained".
+REFERENCE_GATE_PATTERN = (r"^\s*(>=|<=|>|<)\s*(?:([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?"
+                          r"([A-Za-z][A-Za-z0-9_.-]*)\s*$")
 TOLERANCE_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)\s*(%?)\s*$"

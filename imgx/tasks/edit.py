@@ -98,6 +98,12 @@ def make_pairs(spec, data: dict[str, Any], case_seed: int) -> list[Pair]:
 
 def run(case, ctx) -> CaseResult:
     """Run one edit case; see the module docstring."""
+    from imgx.models.protocol import uses_pipeline
+
+    if not uses_pipeline(case.spec.model.name):  # a callable model (imgx.models.protocol): same outputs and metrics
+        from imgx.tasks.user_callable import run_edit
+
+        return run_edit(case, ctx)
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler

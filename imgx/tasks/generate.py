@@ -1,5 +1,8 @@
 """The ``generate`` task: train a DCGAN to fixed epochs, then score its samples with FID and KID.
 
+The model is what :mod:`imgx.models.protocol` builds for the suite's name (DCGAN, or a user's generator with
+``latent_dim``); ``model.checkpoint`` loads trained weights and skips training.
+
 Steps: load the data (train/test with labels), build the feature extractors the metrics ask for, train with
 a per-epoch hook (fixed-noise sample grid, class coverage and diversity: the mode-collapse signal), then
 score ``samples`` generated images against the test split, next to two references: ``untrained`` (the same
@@ -31,7 +34,7 @@ from imgx.metrics.features import (
     cache_key,
 )
 from imgx.metrics.frechet import KidTooFewSamples, fid_from_features, kid_from_features
-from imgx.models.dcgan import DCGAN
+from imgx.models.protocol import ModelError, build, check_images, load_checkpoint, origin, save_checkpoint
 from imgx.results import CaseResult, MetricRow
 from imgx.train.adversarial import fit_gan
 
@@ -146,8 +149,17 @@ def run(case, ctx) -> CaseResult:
 
     torch.manual_seed(case.seed)  # the model's initial weights depend on the case seed only
     channels, size = train.shape[1], train.shape[-1]
-    model = DCGAN(latent_dim=spec.model.latent_dim or 100, image_size=size, channels=channels)
+    name = spec.model.name
+    built = build(case, "generate", image_size=size, channels=channels)
+    model = Gan(built)
     untrained = copy.deepcopy(model.generator).eval()
+    checkpoint = spec.model.checkpoint
+    if checkpoint:
+        load_checkpoint(built if isinstance(built, torch.nn.Module) else model.generator, checkpoint, name)
+        model.to(case.device)
+    elif model.discriminator is None:
+        raise ModelError(f"model {origin(name)} has no discriminator: imgx cannot train it (give model.checkpoint "
+                         "to evaluate trained weights)")
     noise_rng = torch.Generator().manual_seed(case.seed ^ 0x5EED)
     grid_noise = model.noise(GRID_SIDE * GRID_SIDE, noise_rng)
     eval_noise = model.noise(n_samples, noise_rng)
@@ -165,14 +177,17 @@ def run(case, ctx) -> CaseResult:
             row.update(class_signal(monitor.classify(samples), num_classes))
         return row
 
+    check_images(model.sample(grid_noise[:2]), (2, channels, size, size), name, "samples")
     t0 = time.perf_counter()
-    history = fit_gan(model, train, epochs=spec.train.epochs, batch_size=spec.train.batch_size, lr=spec.train.lr,
-                      seed=case.seed, device=case.device, on_epoch=on_epoch, progress=ctx.progress)
+    history = [] if checkpoint else fit_gan(model, train, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
+                                            lr=spec.train.lr, seed=case.seed, device=case.device, on_epoch=on_epoch,
+                                            progress=ctx.progress)
     # Training time proper: the per-epoch hooks (grids, coverage) are excluded, as fit_gan's rows exclude them.
     train_seconds = sum(h["seconds"] for h in history)
     hook_seconds = time.perf_counter() - t0 - train_seconds
 
     fake = model.sample(eval_noise)
+    check_images(fake, (len(eval_noise), channels, size, size), name, "samples")
     z = eval_noise[:64].to(case.device)
     cost = case_cost_rows(case, lambda: model.sample(z), {"generator": [model.generator]}, images=len(z))
     with torch.no_grad():
@@ -206,9 +221,10 @@ def run(case, ctx) -> CaseResult:
                           "references": per_ref}
 
     rows += cost
-    images = len(train) * spec.train.epochs
-    rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
-    rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))
+    if not checkpoint:
+        images = len(train) * spec.train.epochs
+        rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
+        rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))
 
     final = ctx.save_image(_grid(fake, GRID_SIDE), case.id, "samples")
     before_grid = ctx.save_image(_grid(before, GRID_SIDE), case.id, "untrained")
@@ -218,8 +234,10 @@ def run(case, ctx) -> CaseResult:
         "data": data["info"],
         "samples": n_samples,
         "metrics": metric_info,
+        "model": origin(name),
         "parameters": {"generator": sum(p.numel() for p in model.generator.parameters()),
-                       "discriminator": sum(p.numel() for p in model.discriminator.parameters())},
+                       "discriminator": sum(p.numel() for p in model.discriminator.parameters())
+                       if model.discriminator is not None else None},
         "latent_dim": model.latent_dim,
         "noise": "standard normal, torch.Generator seeded with case seed ^ 0x5EED",
         "torch_threads": torch.get_num_threads(),
@@ -229,11 +247,43 @@ def run(case, ctx) -> CaseResult:
         "final_class_coverage": final_row.get("class_coverage"),
         "coverage_classifier": monitor.describe() if monitor is not None else None,
     }
+    artifacts = {"samples": final, "untrained": before_grid, "real": real_grid, "samples_per_epoch": epoch_grids}
+    if checkpoint:
+        info.update(checkpoint=checkpoint, trained="loaded from model.checkpoint and evaluated as is (not trained "
+                                                   "here); untrained: the same model as built, before loading")
+    else:
+        artifacts["checkpoint"] = save_checkpoint(ctx, case, built if isinstance(built, torch.nn.Module) else
+                                                  model.generator)
     return CaseResult(
         rows=rows,
         history=history,
         outputs=[{"prompt": "", "seed": case.seed, "input_path": "", "path": final, "kind": "samples",
                   "count": GRID_SIDE * GRID_SIDE}],
-        artifacts={"samples": final, "untrained": before_grid, "real": real_grid, "samples_per_epoch": epoch_grids},
+        artifacts=artifacts,
         info=info,
     )
+
+
+class Gan(torch.nn.Module):
+    """A model of the generate protocol (:class:`~imgx.models.protocol.GenerativeModel`) with the noise and sampling
+    that imgx's GAN loop and scoring use: standard-normal noise drawn on the CPU, samples in eval mode."""
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.latent_dim = int(model.latent_dim)
+        self.generator = model.generator
+        self.discriminator = getattr(model, "discriminator", None)
+
+    def noise(self, n: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"):
+        """Standard-normal noise ``(n, latent_dim)``, drawn on the CPU from ``generator`` for reproducibility."""
+        return torch.randn(n, self.latent_dim, generator=generator).to(device)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Generate images for noise ``z`` in eval mode; returns ``(N, C, S, S)`` on the CPU."""
+        was_training = self.generator.training
+        self.generator.eval()
+        device = next(self.generator.parameters()).device
+        out = torch.cat([self.generator(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
+        self.generator.train(was_training)
+        return out

@@ -398,6 +398,12 @@ def _distribution_rows(case, ctx, reference, ref_spec, fake, untrained, info) ->
 # ------------------------------------------------------------------------------------------------ the case
 def run(case, ctx) -> CaseResult:
     """Run one text-to-image case; see the module docstring."""
+    from imgx.models.protocol import uses_pipeline
+
+    if not uses_pipeline(case.spec.model.name):  # a callable model (imgx.models.protocol): same outputs and metrics
+        from imgx.tasks.user_callable import run_text_to_image
+
+        return run_text_to_image(case, ctx)
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler

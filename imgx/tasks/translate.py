@@ -1,5 +1,9 @@
 """The ``translate`` task: train pix2pix (paired) or CycleGAN (unpaired) to fixed epochs, score on held-out crops.
 
+The model is what :mod:`imgx.models.protocol` resolves: pix2pix and CycleGAN are trained by their adversarial loops;
+any other module A -> B (a user's, by import path or entry point) by imgx's supervised loop on pairs.
+``model.checkpoint`` loads trained weights (safetensors) and skips training.
+
 Steps: load the data (train/test A and B), build the model from the data's shapes, keep a copy of its
 generator(s) before training (the ``untrained`` reference), train with a per-epoch hook that saves a sample
 grid from fixed test inputs, then score A→B on the test split next to two references: ``identity`` (the input
@@ -29,34 +33,18 @@ from imgx.metrics.cost import case_cost_rows
 from imgx.metrics.features import FeatureExtractor, FeaturesUnavailable
 from imgx.metrics.pixel import PIXEL_METRICS
 from imgx.metrics.stats import mean_with_ci
+from imgx.models import MODELS
+from imgx.models.protocol import build, check_images, load_checkpoint, origin, save_checkpoint
 from imgx.results import CaseResult, MetricRow
+from imgx.tasks.colorize import probe
 from imgx.tasks.generate import _extractor, _score
-from imgx.train.supervised import predict
+from imgx.train.supervised import fit, predict
 
 DEFAULT_FEATURES = "efficientnet-lite0"
 REFERENCES = ("", "identity", "untrained")
 GRID_IMAGES = 8
 PAIRED = ("mse", "psnr", "ssim")
 TARGET = ("target_mse", "target_psnr", "target_ssim")
-
-
-def build_model(spec, a: torch.Tensor, b: torch.Tensor) -> torch.nn.Module:
-    """The case's model, sized from the data: A ``(N, Ca, S, S)`` → B ``(N, Cb, S, S)``."""
-    m = spec.model
-    size = a.shape[-1]
-    if m.name == "pix2pix":
-        from imgx.models.pix2pix import DEFAULT_DEPTH, DEFAULT_LAMBDA_L1, DEFAULT_WIDTH, Pix2Pix
-
-        return Pix2Pix(a.shape[1], b.shape[1], size, depth=m.depth or DEFAULT_DEPTH, width=m.width or DEFAULT_WIDTH,
-                       loss=m.loss or "l1+gan", lambda_l1=DEFAULT_LAMBDA_L1 if m.lambda_l1 is None else m.lambda_l1)
-    if m.name == "cyclegan":
-        from imgx.models.cyclegan import DEFAULT_BLOCKS, DEFAULT_WIDTH, LAMBDA_CYCLE, LAMBDA_IDENTITY, CycleGAN
-
-        return CycleGAN(a.shape[1], b.shape[1], size, width=m.width or DEFAULT_WIDTH,
-                        blocks=DEFAULT_BLOCKS if m.blocks is None else m.blocks,
-                        lambda_cycle=LAMBDA_CYCLE if m.lambda_cycle is None else m.lambda_cycle,
-                        lambda_identity=LAMBDA_IDENTITY if m.lambda_identity is None else m.lambda_identity)
-    raise DataError(f"model {m.name!r} cannot translate")  # refused by validation first
 
 
 def as_rgb(images: torch.Tensor, channels: int) -> torch.Tensor:
@@ -91,11 +79,18 @@ def run(case, ctx) -> CaseResult:
     truth = test_b if paired else data["test_b_true"]
     cb = train_b.shape[1]
     torch.manual_seed(case.seed)  # initial weights depend on the case seed only
-    model = build_model(spec, train_a, train_b)
-    cyclegan = spec.model.name == "cyclegan"
-    g_ab = model.g_ab if cyclegan else model.generator
+    trainer = trainer_of(spec.model.name)
+    cyclegan = trainer == "cyclegan"
+    if trainer == "supervised" and not paired:
+        raise DataError(f"model {origin(spec.model.name)} trains on pairs with imgx's supervised loop; data "
+                        f"{spec.data.name!r} is unpaired")
+    ca, size = train_a.shape[1], train_a.shape[-1]
+    model = build(case, "translate", in_channels=ca, out_channels=cb, channels_a=ca, channels_b=cb, image_size=size)
+    if trainer == "supervised":  # a module A -> B (imgx.models.protocol): one forward pass checks it first
+        probe(model, test_a[:2], tuple(truth.shape[1:]), spec.model.name)
+    g_ab = {"cyclegan": lambda m: m.g_ab, "pix2pix": lambda m: m.generator}.get(trainer, lambda m: m)
     untrained = copy.deepcopy(model).eval()
-    u_ab = untrained.g_ab if cyclegan else untrained.generator
+    u_ab, g_ab = g_ab(untrained), g_ab(model)
     fixed_a = test_a[:GRID_IMAGES]
     epoch_grids: list[str] = []
 
@@ -110,7 +105,17 @@ def run(case, ctx) -> CaseResult:
 
     train = dict(epochs=spec.train.epochs, batch_size=spec.train.batch_size, lr=spec.train.lr, seed=case.seed,
                  device=case.device, on_epoch=on_epoch, progress=ctx.progress)
-    if cyclegan:
+    checkpoint = spec.model.checkpoint
+    if checkpoint:
+        load_checkpoint(model, checkpoint, spec.model.name)
+        model.to(case.device)
+        history, images = [], 0
+    elif trainer == "supervised":
+        history = fit(model, train_a, train_b, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
+                      lr=spec.train.lr, seed=case.seed, device=case.device, progress=ctx.progress,
+                      test=(test_a, truth))
+        images = len(train_a) * spec.train.epochs
+    elif cyclegan:
         # The identity loss feeds B to G_AB: it needs A and B to have the same channels (the reference code's rule).
         history = fit_cyclegan(model, train_a, train_b, lambda_identity=None if train_a.shape[1] == cb else 0.0,
                                **train)
@@ -146,28 +151,45 @@ def run(case, ctx) -> CaseResult:
                 rec = predict(getattr(net, back), predict(getattr(net, there), x, device=case.device),
                               device=case.device)
                 rows.append(pixel_rows(name, rec, x, ref, case.seed, detail, kind="mse"))
+    check_images(outputs[""], (len(test_a), *truth.shape[1:]), spec.model.name)
     rows += _distribution_rows(case, ctx, data, test_b, outputs)
     x = test_a[:64].to(case.device)
     rows += case_cost_rows(case, lambda: g_ab(x), {"generator": [g_ab]}, images=len(x))
-    rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
-    rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))
+    if not checkpoint:
+        rows.append(MetricRow("train_seconds", train_seconds, "s", n=spec.train.epochs))
+        rows.append(MetricRow("train_images_per_second", images / train_seconds, "img/s", n=images))
 
     final_rows = [fixed_a, outputs[""][:GRID_IMAGES], truth[:GRID_IMAGES], outputs["untrained"][:GRID_IMAGES]]
     final = ctx.save_image(_grid(final_rows, cb), case.id, "grid")
+    info = {"data": data["info"], "model": _model_info(spec, model, train_a.shape[1] == cb, trainer),
+            "trained": f"trained here, from scratch, on {spec.data.name} for {spec.train.epochs} epochs",
+            "torch_threads": torch.get_num_threads(), "train_images": len(train_a), "paired": paired}
+    extra = {}
+    if checkpoint:
+        info["trained"] = "loaded from model.checkpoint and evaluated as is (not trained here)"
+        info["checkpoint"] = checkpoint
+    else:
+        extra["checkpoint"] = save_checkpoint(ctx, case, model)
     return CaseResult(
         rows=rows,
         history=history,
         artifacts={"grid": final, "grid_rows": ["input A", "A->B (trained here)", "target B" if paired else
                                                 "true B (hidden)", "untrained"],
-                   "samples_per_epoch": epoch_grids},
-        info={"data": data["info"], "model": _model_info(spec, model, train_a.shape[1] == cb),
-              "trained": f"trained here, from scratch, on {spec.data.name} for {spec.train.epochs} epochs",
-              "torch_threads": torch.get_num_threads(), "train_images": len(train_a), "paired": paired},
+                   "samples_per_epoch": epoch_grids, **extra},
+        info=info,
     )
 
 
-def _model_info(spec, model, same_channels: bool) -> dict[str, Any]:
-    if spec.model.name == "cyclegan":
+def trainer_of(name: str) -> str:
+    """The loop that trains a translation model: a built-in's own adversarial loop, else imgx's supervised loop."""
+    return (MODELS.meta(name).get("trainer") if name in MODELS else None) or "supervised"
+
+
+def _model_info(spec, model, same_channels: bool, trainer: str) -> dict[str, Any]:
+    if trainer == "supervised":
+        return {"model": origin(spec.model.name), "parameters": sum(p.numel() for p in model.parameters()),
+                "loss": "MSE (imgx's supervised loop, Adam)"}
+    if trainer == "cyclegan":
         from imgx.models.cyclegan import POOL_SIZE
 
         return {"generators": "ResNet", "parameters_per_generator": sum(p.numel() for p in model.g_ab.parameters()),
