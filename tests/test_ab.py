@@ -35,20 +35,13 @@ class Model(nn.Module):
     def forward(self, x):
         return sum(self.net(x) for _ in range(WORK)) / WORK
 '''
-# Until `model: {name: "mymodel:Model"}` resolves a user's module, the repository registers its model itself:
-# Python imports sitecustomize from the tree the worker puts first on sys.path.
-REGISTER = '''
-from imgx.models import MODELS
-
-MODELS.register("mymodel", "mymodel:Model", task="colorize", options=set(), help="the user's colorizer")
-'''
 SUITE = """
 suite: ab
 seed: 0
 cases:
   - id: colorizer
     task: colorize
-    model: {name: mymodel}
+    model: {name: "mymodel:Model"}   # the module beside the suite file, imported by import path
     data: {name: photos, image_size: 16, train: 64, test: 64}
     train: {epochs: 1, batch_size: 64, lr: 1.0e-3}
     metrics: [mse, latency]
@@ -66,7 +59,6 @@ def make_repo(repo: Path) -> Path:
     _git(repo, "config", "user.email", "t@example.com")
     _git(repo, "config", "user.name", "t")
     (repo / "mymodel.py").write_text(MODEL.format(work=1))
-    (repo / "sitecustomize.py").write_text(REGISTER)
     (repo / "suite.yaml").write_text(textwrap.dedent(SUITE).lstrip())
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "one")

@@ -548,6 +548,25 @@ def load_suite(path: str | Path | dict) -> Suite:
     return Suite(path=path, sha256=digest, spec=spec, cases=cases, warnings=warnings, root=root)
 
 
+def _user_code_importable(suite_path: Path | str) -> None:
+    """Make modules beside the suite file, or in the working directory, importable (appended to ``sys.path``).
+
+    A user's ``model: {name: "my_models:Colorizer"}`` then imports the same way under the ``imgx`` console script
+    (whose ``sys.path[0]`` is its own folder), ``python -m imgx`` and pytest. Appended, not prepended: what is
+    already on the path (``PYTHONPATH``, installed packages) wins, so ``imgx ab``'s workers, each with its own
+    tree on ``PYTHONPATH``, keep importing their own revision of the model.
+    """
+    import os
+    import sys
+
+    folders = [os.getcwd()]
+    if str(suite_path) != "<suite dict>" and Path(suite_path).exists():
+        folders.insert(0, str(Path(suite_path).resolve().parent))
+    for folder in folders:
+        if folder not in sys.path:
+            sys.path.append(folder)
+
+
 def user_model_problems(suite: Suite) -> list[str]:
     """Import the user's models a suite names (``imgx run`` only; ``validate`` never imports) and check them.
 
@@ -560,6 +579,7 @@ def user_model_problems(suite: Suite) -> list[str]:
     for i, case in enumerate(suite.cases):
         if not is_user_model(case.model.name):
             continue
+        _user_code_importable(suite.path)
         for where, message in signature_problems(case):
             problems.add(("cases", i) + where, message)
     return problems.items

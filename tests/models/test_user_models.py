@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -284,3 +286,27 @@ def test_new_weights_at_the_same_checkpoint_path_are_a_new_case(tmp_path):
     before = expand(load_suite(path))[0].key
     save_file({k: v + 1 for k, v in EncoderDecoder().state_dict().items()}, str(tmp_path / "w.safetensors"))
     assert expand(load_suite(path))[0].key != before
+
+
+def test_a_module_beside_the_suite_imports_under_the_console_script_from_any_folder(tmp_path):
+    """The ``imgx`` console script's sys.path[0] is its own folder: the suite's folder is added for user models."""
+    import os
+    import shutil
+    import subprocess
+
+    models = tmp_path / "project"
+    models.mkdir()
+    (models / "beside_models.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 3, 3, padding=1)\n\n    def forward(self, x):\n"
+        "        return self.conv(x).tanh()\n")
+    path = write_suite(models, _suite(_case("c", '{name: "beside_models:Net"}')))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    exe = shutil.which("imgx", path=str(Path(sys.executable).parent))
+    assert exe, "the imgx console script is installed beside this interpreter"
+    proc = subprocess.run([exe, "run", str(path), "--out", str(tmp_path / "run"), "-q", "--no-report"],
+                          capture_output=True, text=True, timeout=600, cwd=elsewhere, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert results(tmp_path / "run")[0]["status"] == "ok"

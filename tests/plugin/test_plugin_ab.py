@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-from imgx.models import MODELS
 from tests.test_ab import make_repo
 
 
-@pytest.fixture
-def registered_model():
-    """The parent pytest process collects the suite, so it needs the name too (the workers register their own)."""
-    MODELS.register("mymodel", "mymodel:Model", task="colorize", options=set())
-    yield
-    MODELS.unregister("mymodel")
-
-
-def test_pytest_plugin_imgx_ab_fails_the_slower_case(pytester, registered_model):
+def test_pytest_plugin_imgx_ab_fails_the_slower_case(pytester):
     make_repo(pytester.path)  # the working tree is v2: twice the work of v1
     result = pytester.runpytest("suite.yaml", "--imgx-ab", "v1", "--imgx-out", "out")
     result.assert_outcomes(failed=1)
