@@ -161,9 +161,24 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from imgx.compare import compare_command
+    """``imgx compare BASELINE CANDIDATE [--out DIR] [--latency]``: verdicts from compare, pages from report."""
+    from imgx.compare import compare_runs
+    from imgx.errors import RunDirError
+    from imgx.report.compare_report import write_comparison
+    from imgx.results import atomic_write_json
 
-    return compare_command(args.baseline, args.candidate, out=args.out, latency=args.latency)
+    candidate = Path(args.candidate)
+    if not candidate.is_dir():
+        raise RunDirError(f"{candidate}: the candidate must be a run directory")
+    comp = compare_runs(args.baseline, candidate, latency=args.latency)
+    out_dir = Path(args.out) if args.out else candidate / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "comparison.json", comp.to_dict())
+    baseline_dir = Path(args.baseline) if Path(args.baseline).is_dir() else None
+    _, md = write_comparison(comp, out_dir, baseline_dir, candidate)
+    summary = md.read_text(encoding="utf-8")
+    print(summary, end="" if summary.endswith("\n") else "\n")
+    return comp.exit_code
 
 
 def _cmd_baseline(args) -> int:
