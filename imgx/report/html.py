@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from imgx.report.grids import ImageEmbedder
+from imgx.report.headline import headline_tables, summary_lines
 from imgx.report.model import TASK_TITLES, Block, TaskSection, duration, flatten, read_csv, text
 from imgx.report.panels import case_panel
 from imgx.report.render import render
 from imgx.report.sections import edit_blocks, t2i_blocks, translate_blocks
 from imgx.report.summary import baseline_verdict, gate_table, problems_table, where_line
-from imgx.report.tables import Table, csv_data_uri, from_records
+from imgx.report.tables import Table, csv_data_uri
 
 log = logging.getLogger("imgx")
 
@@ -31,7 +32,7 @@ def _download(name: str, text: str) -> dict[str, str]:
 
 def build_context(out: Path) -> dict[str, Any]:
     """Everything the report template needs, from the run directory alone."""
-    from imgx.results import RESULT_COLUMNS, load_run, output_rows, param_columns, result_rows
+    from imgx.results import load_run, output_rows, result_rows
 
     out = Path(out)
     manifest, records = load_run(out)
@@ -71,7 +72,7 @@ def build_context(out: Path) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - a broken plot must not cost the rest of the report
                 log.warning("report: edit section failed: %s: %s", type(exc).__name__, exc)
                 section.blocks = [Block("Edit plots", warn=f"could not draw: {type(exc).__name__}: {exc}")]
-        if task == "translate":
+        elif task == "translate":
             try:
                 section.blocks = translate_blocks(recs)
             except Exception as exc:  # noqa: BLE001 - a broken table must not cost the rest of the report
@@ -88,8 +89,7 @@ def build_context(out: Path) -> dict[str, Any]:
             index += 1
         sections.append(section)
 
-    result_cols = list(dict.fromkeys(RESULT_COLUMNS + param_columns(records) + [k for r in results for k in r]))
-    all_results = from_records("results.csv", results, result_cols, filename="results.csv")
+    headlines = headline_tables(records)
     env_table = Table("environment", ["key", "value"], filename="environment.csv")
     for k, v in flatten(env).items():
         env_table.add([k, text(v)])
@@ -117,7 +117,10 @@ def build_context(out: Path) -> dict[str, Any]:
         "reused_cases": manifest.get("reused_cases") or [],
         "problems": problems_table(records),
         "sections": sections,
-        "results": all_results,
+        "headlines": headlines,
+        "summary_lines": summary_lines(headlines, records),
+        "flagged": sum(len(h.flagged) for h in headlines),
+        "n_results": len(results),
         "environment": env_table,
         "downloads": downloads,
         "generated": datetime.now().astimezone().isoformat(timespec="seconds"),
