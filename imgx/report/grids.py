@@ -25,6 +25,9 @@ GRID_MAX_SIDE = 900  # artifact grids: wide enough to read, small enough for a f
 THUMB_MAX_SIDE = 160  # one output in a guidance grid
 EDIT_IMAGE_BUDGET = 360  # at most this many thumbnails across all edit grids; the rest is counted, not embedded
 BYTE_BUDGET = 12_000_000  # encoded image bytes per page; past it images become a note, the page stays openable
+STRIP_SIDE = 200  # frames of a per-epoch filmstrip
+TILE_SIDE = 160  # reference pictures shown as a small tile
+TILE_ARTIFACTS = {"untrained"}
 GALLERY_ITEMS = 24  # at most this many images from one list artifact
 
 
@@ -134,6 +137,7 @@ class Gallery:
     title: str
     figures: list[Figure] = field(default_factory=list)
     row_labels: list[str] = field(default_factory=list)
+    strip: bool = False  # a series (per-epoch samples): one row of small frames that scrolls sideways
 
 
 def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epochs: list[Any] | None = None,
@@ -156,7 +160,9 @@ def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epoch
         rows = artifacts.get(f"{name}_rows")
         row_labels = [str(x) for x in rows] if isinstance(rows, list) else []
         if looks_like_image_path(value):
-            galleries.append(Gallery(title, [Figure("", embedder.embed(value, max_side))], row_labels))
+            # a reference picture (the generator before training) is context: a small tile, not a full grid
+            side = TILE_SIDE if name in TILE_ARTIFACTS else max_side
+            galleries.append(Gallery(title, [Figure("", embedder.embed(value, side))], row_labels))
         elif isinstance(value, list):
             paths = [v for v in value if looks_like_image_path(v)]
             if not paths:
@@ -168,14 +174,14 @@ def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epoch
                 captions = [f"epoch {e}" for e in epochs]
             else:
                 captions = [f"{i + 1}" for i in range(len(paths))]
-            side = max_side if len(paths) == 1 else min(max_side, 320)
+            side = max_side if len(paths) == 1 else min(max_side, STRIP_SIDE)
             pairs = list(zip(captions, paths, strict=True))
             if len(pairs) > GALLERY_ITEMS:  # keep the first and the last (e.g. epochs), evenly spaced between
                 idx = sorted({round(i * (len(pairs) - 1) / (GALLERY_ITEMS - 1)) for i in range(GALLERY_ITEMS)})
                 pairs = [pairs[i] for i in idx]
                 title += f" ({len(idx)} of {len(paths)})"
             figures = [Figure(c, embedder.embed(p, side)) for c, p in pairs]
-            galleries.append(Gallery(title, figures, row_labels))
+            galleries.append(Gallery(title, figures, row_labels, strip=len(figures) > 1))
         elif isinstance(value, dict):
             figures = [Figure(str(k), embedder.embed(v, min(max_side, 320))) for k, v in value.items()
                        if looks_like_image_path(v)]

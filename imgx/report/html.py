@@ -16,7 +16,7 @@ from typing import Any
 from imgx.report.grids import ImageEmbedder
 from imgx.report.headline import headline_tables, summary_lines
 from imgx.report.model import TASK_TITLES, Block, TaskSection, duration, flatten, read_csv, text
-from imgx.report.panels import case_panel
+from imgx.report.panels import case_panel, fold_shared_training, page_extractors
 from imgx.report.render import render
 from imgx.report.sections import edit_blocks, t2i_blocks, translate_blocks
 from imgx.report.summary import baseline_verdict, gate_table, problems_table, where_line
@@ -60,6 +60,7 @@ def build_context(out: Path) -> dict[str, Any]:
         verdict = "fail"
 
     sections: list[TaskSection] = []
+    extractors = page_extractors(records)
     tasks = list(dict.fromkeys(r.get("task", "") for r in records))
     index = 0
     for task in tasks:
@@ -84,9 +85,12 @@ def build_context(out: Path) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - a broken plot must not cost the rest of the report
                 log.warning("report: text-to-image section failed: %s: %s", type(exc).__name__, exc)
                 section.blocks = [Block("Text-to-image plots", warn=f"could not draw: {type(exc).__name__}: {exc}")]
+        pairs = []
         for r in recs:
-            section.panels.append(case_panel(r, embedder, index))
+            pairs.append((case_panel(r, embedder, index, extractors), r))
             index += 1
+        fold_shared_training(pairs)
+        section.panels = [p for p, _ in pairs]
         sections.append(section)
 
     headlines = headline_tables(records)

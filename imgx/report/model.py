@@ -189,6 +189,8 @@ class CasePanel:
     galleries: list[Gallery] = field(default_factory=list)
     info: Table | None = None
     open: bool = True
+    shared_with: str = ""  # the case whose panel shows the trained model this case shares (history, provenance)
+    shared_anchor: str = ""
 
 
 @dataclass

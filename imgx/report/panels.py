@@ -2,30 +2,71 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 from markupsafe import Markup
 
 from imgx.report import plots
-from imgx.report.grids import ImageEmbedder, artifact_galleries
+from imgx.report.grids import Gallery, ImageEmbedder, artifact_galleries
 from imgx.report.model import (
     CasePanel,
     flatten,
-    metric_direction,
+    metric_better,
     params_text,
+    reference_role,
     text,
+    worse_than_floors,
 )
 from imgx.report.tables import STATUS_CSS, Table, fmt_value, from_records, to_float
 
 log = logging.getLogger("imgx")
 
 OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
-FLOORS = ("gray-copy", "untrained", "identity")  # references a useful model must beat
+DISTRIBUTION = ("fid", "kid")
+KID_SCALE = ("KID scale: unbiased MMD² with the polynomial kernel (degree 3 unless the suite sets it), mean over "
+             "subsets, in raw units: not multiplied by 1000 as some papers print it; compare only within one "
+             "extractor.")
 
 
-def metrics_table(rec: dict[str, Any]) -> Table | None:
-    """A case's metrics: the model's value with its CI next to each reference's value (gray-copy, untrained...)."""
+def _extractor(row: dict[str, Any]) -> tuple[str, int | None]:
+    """The feature extractor and its dimension of a FID/KID row, from its detail (``extractor=NAME dim=D``)."""
+    detail = str(row.get("detail") or "")
+    name = re.search(r"extractor=(\S+)", detail)
+    dim = re.search(r"\bdim=(\d+)", detail)
+    return (name.group(1) if name else ""), (int(dim.group(1)) if dim else None)
+
+
+def comparability(row: dict[str, Any], extractors: set[str]) -> str:
+    """Why a FID/KID value is not comparable ('' when it is): fewer samples than feature dimensions, or another
+    extractor than other FID/KID values on the same page."""
+    if str(row.get("metric", "")).split("[")[0] not in DISTRIBUTION:
+        return ""
+    name, dim = _extractor(row)
+    n = to_float(row.get("n"))
+    why = []
+    if dim and n is not None and n < dim:
+        why.append(f"{int(n)} samples < {dim} feature dimensions: biased")
+    if name and len(extractors) > 1:
+        why.append(f"extractor {name}; this page also has {', '.join(sorted(extractors - {name}))}")
+    return "; ".join(why)
+
+
+def page_extractors(records: list[dict[str, Any]]) -> set[str]:
+    """Every feature extractor behind a FID/KID row of the run."""
+    return {e for r in records for row in r.get("rows") or [] if row.get("metric") in DISTRIBUTION
+            for e in [_extractor(row)[0]] if e}
+
+
+def metrics_table(rec: dict[str, Any], extractors: set[str] | frozenset[str] = frozenset()) -> Table | None:
+    """A case's metrics: the model's value with its CI next to each reference's value (gray-copy, untrained...).
+
+    A value on the wrong side of a floor reference (the metric metadata says which) is flagged; a FID/KID that
+    is not comparable says so next to the value. The detail column holds the model row's detail only (a
+    reference's detail is in its cell's tooltip).
+    """
     rows = rec.get("rows") or []
     if not rows:
         return None
@@ -40,59 +81,85 @@ def metrics_table(rec: dict[str, Any]) -> Table | None:
         ci = ""
         if model and model.get("ci_low") is not None and model.get("ci_high") is not None:
             ci = f"[{fmt_value(model['ci_low'])}, {fmt_value(model['ci_high'])}]"
-        values: list[Any] = [m, metric_direction(m), model.get("value") if model else None, ci]
-        titles, css = {}, {}
+        values: list[Any] = [m, metric_better(m), model.get("value") if model else None, ci]
+        titles, css, display = {}, {}, {}
         for j, ref in enumerate(refs):
             r = by_ref.get(ref)
             values.append(r.get("value") if r else None)
-            if r and r.get("ci_low") is not None:
-                titles[4 + j] = f"95% CI [{fmt_value(r['ci_low'])}, {fmt_value(r['ci_high'])}]"
+            tip = [f"95% CI [{fmt_value(r['ci_low'])}, {fmt_value(r['ci_high'])}]"] if r and r.get(
+                "ci_low") is not None else []
+            if r and r.get("detail") and model and r.get("detail") != model.get("detail"):
+                tip.append(str(r["detail"]))
+            if r:
+                tip.append(f"{reference_role(m, ref)} reference")
+            titles[4 + j] = "; ".join(tip)
             if r and r.get("status") not in (None, "ok"):
                 css[4 + j] = STATUS_CSS.get(r["status"], "")
-        # A trivial reference (gray-copy, untrained) is a floor: a model on the wrong side of it is flagged.
-        direction = values[1]
         mv = to_float(model.get("value")) if model else None
-        for ref in FLOORS:
-            rv = to_float(by_ref[ref].get("value")) if ref in by_ref else None
-            if mv is not None and rv is not None and direction and (mv < rv if direction == "higher" else mv > rv):
-                css[2] = "warn"
-                titles[2] = f"worse than the {ref} reference ({fmt_value(rv)})"
+        ref_values = {ref: to_float(r.get("value")) for ref, r in by_ref.items() if r.get("status", "ok") == "ok"}
+        worse = worse_than_floors(m, mv, ref_values)
+        if worse:
+            css[2] = "bad"
+            display[2] = f"{fmt_value(mv)} ✗"
+            titles[2] = "does not beat " + " or ".join(f"{ref} ({fmt_value(ref_values[ref])})" for ref in worse)
+        caveat = comparability(model, set(extractors)) if model else ""
+        if caveat:
+            css[2] = css.get(2) or "warn"
+            display[2] = display.get(2, fmt_value(mv)) + " · not comparable"
+            titles[2] = "; ".join(x for x in (titles.get(2, ""), caveat) if x)
         status = model.get("status") if model else "; ".join(sorted({r.get("status", "") for r in mine}))
-        details = list(dict.fromkeys(str(r.get("detail")) for r in ([model] if model else []) + list(by_ref.values())
-                                     if r.get("detail")))
+        detail = (model.get("detail") if model else next((r.get("detail") for r in mine if r.get("detail")), "")) or ""
+        if caveat:
+            detail = f"not comparable: {caveat}. {detail}"
+        if m.split("[")[0] == "kid":
+            detail = f"{detail} {KID_SCALE}".strip()
         n = model.get("n") if model else None
         unit = next((r.get("unit") for r in mine if r.get("unit")), "")
-        values += [unit, n, status, " | ".join(details)]
+        values += [unit, n, status, detail]
         css[len(values) - 2] = STATUS_CSS.get(str(status), "")
-        table.add(values, css=css, titles=titles)
-    table.note = "Amber value: worse than a trivial reference (hover for which)." if any(
-        c.css == "warn" for row in table.rows for c in row[2:3]) else ""
+        table.add(values, css=css, titles=titles, display=display)
+    if any(c.css == "bad" for row in table.rows for c in row[2:3]):
+        table.note = "✗: does not beat a trivial reference (hover for which)."
     return table
 
 
-def _history_parts(history: list[dict[str, Any]], case_id: str) -> tuple[Markup | None, Table | None]:
-    if not history:
-        return None, None
-    cols = list(dict.fromkeys(k for h in history for k in h))
-    table = from_records("training history", history, cols, filename=f"{case_id}-history.csv")
+def _history_plot(history: list[dict[str, Any]], cols: list[str], title: str = "") -> str | None:
     epochs = [to_float(h.get("epoch")) for h in history]
     if any(e is None for e in epochs):
         epochs = [float(i + 1) for i in range(len(history))]
-    numeric = [c for c in cols if c not in ("epoch", "step") and any(to_float(h.get(c)) is not None for h in history)]
+    numeric = [c for c in cols if c not in ("epoch", "step", "seconds")
+               and any(to_float(h.get(c)) is not None for h in history)]
     acc = [c for c in numeric if "acc" in c.lower()]
     loss = [c for c in numeric if "loss" in c.lower() and c not in acc]
     if not loss and not acc:
         loss = numeric
     if not loss and not acc:
-        return None, table
+        return None
     left = {c: [h.get(c) for h in history] for c in (loss or acc)}
     right = {c: [h.get(c) for h in history] for c in acc} if loss and acc else None
-    try:
-        svg = plots.history_plot(epochs, left, right=right, left_label="loss" if loss else "accuracy")
-    except Exception as exc:  # noqa: BLE001 - a plot that cannot be drawn must not cost the report
-        log.warning("report: history plot for %s failed: %s", case_id, exc)
-        return None, table
-    return Markup(svg), table
+    return plots.history_plot(epochs, left, right=right, left_label="loss" if loss else "accuracy", title=title)
+
+
+def _history_parts(history: list[dict[str, Any]], case_id: str) -> tuple[Markup | None, Table | None]:
+    """The history table and its curves; a staged training (``stage`` column: VAE, then denoiser) gets one plot
+    per stage, each over its own epochs."""
+    if not history:
+        return None, None
+    cols = list(dict.fromkeys(k for h in history for k in h))
+    table = from_records("training history", history, cols, filename=f"{case_id}-history.csv")
+    stages = list(dict.fromkeys(str(h["stage"]) for h in history if h.get("stage") not in (None, "")))
+    parts = [(f"stage {st}", [h for h in history if str(h.get("stage")) == st]) for st in stages] if len(
+        stages) > 1 else [("", history)]
+    svgs = []
+    for title, rows in parts:
+        try:
+            svg = _history_plot(rows, [c for c in cols if any(to_float(h.get(c)) is not None for h in rows)], title)
+        except Exception as exc:  # noqa: BLE001 - a plot that cannot be drawn must not cost the report
+            log.warning("report: history plot for %s failed: %s", case_id, exc)
+            svg = None
+        if svg:
+            svgs.append(svg)
+    return (Markup("".join(svgs)) if svgs else None), table
 
 
 def info_table(info: dict[str, Any], case_id: str) -> Table | None:
@@ -106,8 +173,10 @@ def info_table(info: dict[str, Any], case_id: str) -> Table | None:
     return table
 
 
-def case_panel(rec: dict[str, Any], embedder: ImageEmbedder, index: int) -> CasePanel:
-    """The panel of one case record."""
+def case_panel(rec: dict[str, Any], embedder: ImageEmbedder, index: int,
+               extractors: set[str] | frozenset[str] = frozenset()) -> CasePanel:
+    """The panel of one case record (``extractors``: every FID/KID extractor on the page, see
+    :func:`page_extractors`)."""
     info = rec.get("info") or {}
     facts = [("status", rec.get("status", "")), ("device", rec.get("device", "")), ("dtype", rec.get("dtype", "")),
              ("seed", text(rec.get("seed"))), ("model", rec.get("model", "")),
@@ -121,8 +190,39 @@ def case_panel(rec: dict[str, Any], embedder: ImageEmbedder, index: int) -> Case
         case_id=rec["case_id"], anchor=f"case-{rec.get('key', index)}", task=rec.get("task", ""),
         status=rec.get("status", ""), detail=rec.get("detail") or "", facts=[(k, str(v)) for k, v in facts if v != ""],
         random_weights=bool(info.get("random_weights")), gates=rec.get("gates") or [],
-        metrics=metrics_table(rec), history_svg=history_svg, history=history_table,
+        metrics=metrics_table(rec, extractors), history_svg=history_svg, history=history_table,
         galleries=artifact_galleries(rec.get("artifacts") or {}, embedder, epochs,
                                      max_side=480 if rec.get("task") == "edit" else 900,
                                      skip={"outputs"} if rec.get("task") == "edit" else frozenset()),
         info=info_table(info, rec["case_id"]), open=index < OPEN_PANELS and rec.get("task") != "edit")
+
+
+def _training_key(rec: dict[str, Any]) -> str:
+    """Cases with the same training history trained (or reused) one model: the history is its fingerprint."""
+    history = rec.get("history") or []
+    return json.dumps(history, sort_keys=True, default=str) if history else ""
+
+
+def _sources(gallery: Gallery) -> tuple[str, ...]:
+    return tuple(f.image.source for f in gallery.figures if f.image is not None)
+
+
+def fold_shared_training(pairs: list[tuple[CasePanel, dict[str, Any]]]) -> None:
+    """Show one trained model once: sweep points that share it keep their metrics and outputs, and point to the
+    first point's panel for the history, curves, per-epoch images and provenance (only what differs stays)."""
+    first: dict[str, tuple[CasePanel, dict[str, Any]]] = {}
+    for panel, rec in pairs:
+        key = _training_key(rec)
+        if not key:
+            continue
+        if key not in first:
+            first[key] = (panel, rec)
+            continue
+        p0, r0 = first[key]
+        panel.history_svg, panel.history = None, None
+        panel.shared_with, panel.shared_anchor = p0.case_id, p0.anchor
+        shown = {_sources(g) for g in p0.galleries}
+        panel.galleries = [g for g in panel.galleries if _sources(g) not in shown]
+        base, mine = flatten(r0.get("info") or {}), flatten(rec.get("info") or {})
+        differs = {k: v for k, v in mine.items() if base.get(k) != v}
+        panel.info = info_table(differs, rec["case_id"])

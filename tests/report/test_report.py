@@ -81,7 +81,7 @@ def test_every_section_is_present(synthetic_report):
     _, html = synthetic_report
     for needle in ("gray-copy", "untrained", "real-split", "Inception weights not present offline",
                    "digits-classifier", "test_loss", "d_acc_fake", "epoch 3", "Outputs by guidance",
-                   "invalid: black image (NSFW filter?)", "photo-1", "worse than the gray-copy reference (0.84)",
+                   "invalid: black image (NSFW filter?)", "photo-1", "does not beat gray-copy (0.84)",
                    "Image similarity vs directional similarity", "Latency vs quality (cpu float32)",
                    "Pareto front", "CPU vs CUDA latency", "Per-stage latency", "vae_decode",
                    "random weights (tiny)", "image file missing"):
