@@ -279,3 +279,110 @@ def guidance_grids(outputs: list[dict[str, Any]], embedder: ImageEmbedder, rando
             col_values=sorted({k[1] for k in cells}, key=_sort_key), cells=cells,
             random_weights=any(str(r.get("case_id")) in random_cases for r in rows)))
     return grids, left_out
+
+
+# ------------------------------------------------------------------------------------ compact edit grids
+EDIT_CELL_SIDE = 96  # embedded side of one edit output; CSS draws it at a readable, fixed size
+SWEEP_ORDER = ("scheduler", "num_inference_steps", "image_guidance_scale", "guidance_scale")
+_SHORT = {"image_guidance_scale": "ig", "guidance_scale": "g", "num_inference_steps": "steps"}
+
+
+@dataclass
+class EditRow:
+    """One instruction on one input: its target (when the run saved one) and an output per sweep column."""
+
+    prompt: str
+    target: Embedded | None
+    cells: list[Embedded | None]
+
+
+@dataclass
+class EditGrid:
+    """Every output of one input: instructions down the rows; the input once, the target, then one column per
+    sweep setting (image guidance x text guidance x scheduler x steps) side by side."""
+
+    input_label: str
+    input_image: Embedded | None
+    columns: list[str]
+    rows: list[EditRow]
+    fixed: dict[str, str]
+    random_weights: bool = False
+
+    @property
+    def has_target(self) -> bool:
+        return any(r.target is not None for r in self.rows)
+
+
+def _setting(row: dict[str, Any], params: dict[str, dict[str, Any]] | None) -> dict[str, str]:
+    """The sweep setting of an output: its case's sweep point (``params``) else the row's generation columns.
+
+    Seeds are not a setting: each input and instruction keeps its seed across the sweep.
+    """
+    cid = str(row.get("case_id"))
+    if params is not None and cid in params:
+        point = dict(params[cid])
+    else:
+        point = {k: row.get(k) for k in SWEEP_ORDER if row.get(k) not in (None, "")}
+    return {k: _fmt(v) for k, v in point.items() if _fmt(v) != ""}
+
+
+def edit_grids(outputs: list[dict[str, Any]], embedder: ImageEmbedder, random_cases: set[str],
+               params: dict[str, dict[str, Any]] | None = None,
+               budget: int = EDIT_IMAGE_BUDGET) -> tuple[list[EditGrid], int]:
+    """One compact grid per input (``outputs.csv`` rows); returns the grids and how many outputs were left out
+    for the image budget.
+
+    Columns are the sweep settings that vary across the outputs (labelled by what varies: ``ig=1.5, ddim``);
+    what every output shares is listed once above the grid. A ``target_image`` column (or ``target_path``), when
+    a task saved one, fills the target column.
+    """
+    settings = [_setting(r, params) for r in outputs]
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    varying = [k for k in keys if len({s.get(k, "") for s in settings}) > 1]
+    varying.sort(key=lambda k: SWEEP_ORDER.index(k) if k in SWEEP_ORDER else -1)
+    fixed_all = {k: settings[0][k] for k in keys if k not in varying and k in settings[0]}
+
+    def column(s: dict[str, str]) -> str:
+        return ", ".join(s.get(k, "-") if k == "scheduler" else f"{_SHORT.get(k, k)}={s.get(k, '-')}"
+                         for k in varying) or "output"
+
+    by_input: dict[str, list[tuple[dict[str, Any], str]]] = {}
+    for row, s in zip(outputs, settings, strict=True):
+        src = str(row.get("input_image") or row.get("input_path") or "")
+        by_input.setdefault(src, []).append((row, column(s)))
+    col_order = {}
+    for s in sorted(settings, key=lambda s: tuple(_sort_key(s.get(k, "")) for k in varying)):
+        col_order.setdefault(column(s), len(col_order))
+    grids, left_out, used = [], 0, 0
+    for src, items in by_input.items():
+        if used + len(items) > budget:
+            left_out += len(items)
+            continue
+        used += len(items)
+        columns = sorted({c for _, c in items}, key=col_order.__getitem__)
+        prompts = list(dict.fromkeys(str(r.get("prompt") or "") for r, _ in items))
+        rows = []
+        for prompt in prompts:
+            cells: list[Embedded | None] = [None] * len(columns)
+            target = None
+            for r, c in items:
+                if str(r.get("prompt") or "") != prompt:
+                    continue
+                cell = embedder.embed(str(r.get("path") or ""), EDIT_CELL_SIDE)
+                if "valid" in r and not _truthy(r.get("valid")):
+                    cell = Embedded(cell.uri, cell.width, cell.height, cell.source,
+                                    f"invalid: {r.get('invalid_reason') or 'excluded from metrics'}", cell.pixelated)
+                if cells[columns.index(c)] is None:  # several samples per setting: the first
+                    cells[columns.index(c)] = cell
+                tpath = r.get("target_image") or r.get("target_path")
+                if target is None and looks_like_image_path(tpath):
+                    target = embedder.embed(str(tpath), EDIT_CELL_SIDE)
+            rows.append(EditRow(prompt, target if target is not None and target.ok else None, cells))
+        input_image = embedder.embed(src, EDIT_CELL_SIDE) if looks_like_image_path(src) else None
+        first = items[0][0]
+        grids.append(EditGrid(
+            input_label=str(first.get("input_name") or first.get("input_path") or src),
+            input_image=input_image if input_image is not None and input_image.ok else None,
+            columns=columns, rows=rows, fixed=fixed_all,
+            random_weights=any(str(r.get("case_id")) in random_cases for r, _ in items)))
+    return grids, left_out

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from imgx.report.tables import Table, fmt_value, to_float
 
 if TYPE_CHECKING:
-    from imgx.report.grids import Gallery, GuidanceGrid
+    from imgx.report.grids import EditGrid, Gallery, GuidanceGrid
 
 log = logging.getLogger("imgx")
 
@@ -169,6 +169,7 @@ class Block:
     table: Table | None = None
     grids: list[GuidanceGrid] = field(default_factory=list)
     warn: str = ""
+    edit_grids: list[EditGrid] = field(default_factory=list)
 
 
 @dataclass

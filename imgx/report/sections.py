@@ -9,10 +9,10 @@ from typing import Any
 from markupsafe import Markup
 
 from imgx.report import plots
-from imgx.report.grids import ImageEmbedder, guidance_grids
+from imgx.report.grids import ImageEmbedder, edit_grids, guidance_grids
 from imgx.report.model import (
     Block,
-    metric_direction,
+    metric_better,
     text,
     value_of,
 )
@@ -20,7 +20,12 @@ from imgx.report.tables import STATUS_CSS, Table
 
 log = logging.getLogger("imgx")
 
-QUALITY_PREFERENCE = ("clip_directional_similarity", "clip_score", "clip_image_similarity", "ssim", "psnr")
+# The y axis of the edit Pareto plot: a metric where higher (or lower) means a better edit, against the truth when
+# the data has targets. Never input-vs-output similarity (ssim, psnr, input_ssim, clip_image_similarity), which
+# rewards editing less.
+QUALITY_PREFERENCE = ("target_ssim", "target_psnr", "target_mse", "instruction_accuracy",
+                      "clip_directional_similarity", "clip_score")
+MIN_POINTS = 2  # a scatter of one point says nothing: its value is in the case's panel
 STAGE_ORDER = ("text_encode", "image_encode", "denoise", "vae_decode")
 NOT_STAGES = {"latency_ms_p50", "latency_ms_p90"}
 
@@ -74,10 +79,8 @@ def tradeoff_block(recs: list[dict[str, Any]]) -> Block | None:
         label = _guidance_label(rec.get("params") or {})
         pts.append(plots.Point(x, y, label, _group_label(rec)))
         table.add([rec["case_id"], y, x, label])
-    if not pts:
-        return Block("Image similarity vs directional similarity",
-                     note="No case has both CLIP image similarity and CLIP directional similarity as ok values "
-                          "(see the metric rows for why).")
+    if len(pts) < MIN_POINTS:
+        return None
     svg = plots.scatter_plot(pts, "CLIP directional similarity (follows the edit)",
                              "CLIP image similarity (keeps the input)")
     return Block("Image similarity vs directional similarity", svg=Markup(svg), table=table,
@@ -87,10 +90,11 @@ def tradeoff_block(recs: list[dict[str, Any]]) -> Block | None:
 
 def pareto_blocks(recs: list[dict[str, Any]]) -> list[Block]:
     """Latency against quality across schedulers and step counts, per device, with the Pareto front marked."""
-    quality = next((m for m in QUALITY_PREFERENCE if any(value_of(r, m) is not None for r in recs)), None)
-    if quality is None or not any(value_of(r, "latency_ms_p50") is not None for r in recs):
-        return [Block("Latency vs quality", note="Needs ok latency_ms_p50 and a quality metric "
-                      f"({', '.join(QUALITY_PREFERENCE)}) in the same cases; this run has none.")]
+    timed = [r for r in recs if value_of(r, "latency_ms_p50") is not None]
+    quality = next((m for m in QUALITY_PREFERENCE if metric_better(m) in ("higher", "lower")
+                    and sum(value_of(r, m) is not None for r in timed) >= MIN_POINTS), None)
+    if quality is None:
+        return []
     blocks = []
     devices = list(dict.fromkeys(f"{r.get('device')} {r.get('dtype')}" for r in recs))
     for dev in devices:
@@ -104,9 +108,9 @@ def pareto_blocks(recs: list[dict[str, Any]]) -> list[Block]:
             label = f"{steps} st" if steps is not None else ""
             pts.append(plots.Point(lat, q, label, str(p.get("scheduler", r.get("base_id", "")))))
             owners.append(r)
-        if not pts:
+        if len(pts) < MIN_POINTS:
             continue
-        front = plots.pareto_front(pts, minimize_x=True, maximize_y=metric_direction(quality) != "lower")
+        front = plots.pareto_front(pts, minimize_x=True, maximize_y=metric_better(quality) != "lower")
         on_front = {id(p) for p in front}
         table = Table("points", ["case_id", "device", "dtype", "scheduler", "steps", "latency_ms_p50", quality,
                                  "on Pareto front"], filename=f"edit-pareto-{dev.replace(' ', '-')}.csv")
@@ -181,7 +185,7 @@ def stage_block(recs: list[dict[str, Any]], limit: int = 40) -> Block | None:
     names.sort(key=lambda m: order.get(m, len(order)))
     with_stages = [r for r in recs if any(value_of(r, m) is not None for m in names)]
     if not with_stages:
-        return Block("Per-stage latency", note="Stage timings are not available in this run.")
+        return None
     table = Table("per-stage latency (ms)", ["case_id", *[m.removeprefix("latency_ms_") for m in names], "total"],
                   filename="edit-stages.csv")
     for r in with_stages:
@@ -216,14 +220,14 @@ def edit_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embed
     random_cases = {r["case_id"] for r in recs if (r.get("info") or {}).get("random_weights")}
     mine = [o for o in outputs if str(o.get("case_id")) in ids]
     params = {r["case_id"]: r.get("params") or {} for r in recs}
-    grids, left_out = guidance_grids(mine, embedder, random_cases, params)
-    note = ("Each grid is one input and prompt; image guidance runs down the rows and text guidance across the "
-            "columns. Other settings are listed above each grid.")
+    grids, left_out = edit_grids(mine, embedder, random_cases, params)
+    note = ("One grid per input: instructions down the rows; the input, then each sweep setting side by side "
+            "(what every output shares is listed above the grid).")
     if left_out:
         note += f" {left_out} more outputs are not embedded (image budget); they are in images/ and outputs.csv."
     if not mine:
         note = "No edit outputs were saved in this run."
-    blocks.append(Block("Outputs by guidance", note=note, grids=grids))
+    blocks.append(Block("Outputs by input and instruction", note=note, edit_grids=grids))
     for block in (tradeoff_block(recs), *pareto_blocks(recs), device_block(recs), stage_block(recs)):
         if block is not None:
             blocks.append(block)
@@ -298,7 +302,7 @@ def t2i_tradeoff_blocks(recs: list[dict[str, Any]]) -> list[Block]:
             g = p.get("guidance_scale")
             pts.append(plots.Point(x, y, f"g={text(g)}" if g is not None else "", group))
             owners.append(r)
-        if not pts:
+        if len(pts) < MIN_POINTS:
             continue
         front = plots.pareto_front(pts, minimize_x=False, maximize_y=False)
         on_front = {id(p) for p in front}
@@ -316,9 +320,6 @@ def t2i_tradeoff_blocks(recs: list[dict[str, Any]]) -> list[Block]:
                             note="Each point is one case; label: guidance scale; colour and shape: step count and "
                                  "scheduler. Circled points are on the Pareto front: no other setting has both "
                                  "better prompt alignment and lower FID."))
-    if not blocks:
-        blocks.append(Block("FID vs prompt alignment", note="Needs ok FID and an ok clip_score or prompt_accuracy "
-                                                            "in the same cases; this run has none."))
     return blocks
 
 
