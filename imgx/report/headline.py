@@ -62,6 +62,20 @@ def headline_metric(rec: dict[str, Any]) -> str | None:
     return None
 
 
+def _loss_words(losses: list[tuple[str, str]], rows: list[dict[str, Any]]) -> list[str]:
+    """Other metrics that lose to a floor: whole-case metrics with their values; per-instruction ones
+    (``target_mse[sepia]``) counted per metric, so a case with eight instructions stays one line."""
+    words = [w for m, w in losses if "[" not in m]
+    per: dict[str, set[str]] = {}
+    for m, _ in losses:
+        if "[" in m:
+            per.setdefault(m.split("[")[0], set()).add(m)
+    for base, lost in per.items():
+        total = len({r["metric"] for r in rows if r["metric"].startswith(base + "[") and not r.get("reference")})
+        words.append(f"{base} on {len(lost)} of {total} instructions")
+    return words
+
+
 def _ci(row: dict[str, Any]) -> str:
     lo, hi = to_float(row.get("ci_low")), to_float(row.get("ci_high"))
     return f"[{fmt_value(lo)}, {fmt_value(hi)}]" if lo is not None and hi is not None else ""
@@ -104,7 +118,7 @@ def headline_tables(records: list[dict[str, Any]]) -> list[Headline]:
                 losses += [(m, ref, f"{m} {fmt_value(mv)} vs {ref} {fmt_value(refs[ref])}")
                            for ref in worse_than_floors(m, mv, refs)]
             head_loss = [ref for m, ref, _ in losses if m == metric]
-            others = [words for m, _, words in losses if m != metric]
+            others = _loss_words([(m, words) for m, _, words in losses if m != metric], rows)
             if head_loss:
                 verdict, css = f"does not beat {' or '.join(head_loss)}", "bad"
             elif best:
@@ -133,13 +147,34 @@ def _listed(ids: list[str], shown: int = 6) -> str:
     return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
+def _by_base(ids: list[str], records: list[dict[str, Any]]) -> list[str]:
+    """Case ids with the sweep points of one base case folded: ``edit (4 of 6 sweep points)``."""
+    base = {r["case_id"]: r.get("base_id") or r["case_id"] for r in records}
+    total: dict[str, int] = {}
+    for r in records:
+        total[base[r["case_id"]]] = total.get(base[r["case_id"]], 0) + 1
+    groups: dict[str, list[str]] = {}
+    for cid in ids:
+        groups.setdefault(base.get(cid, cid), []).append(cid)
+    out = []
+    for b, members in groups.items():
+        n = total.get(b, len(members))
+        if len(members) == 1:
+            out.append(members[0])
+        elif len(members) == n:
+            out.append(f"{b} (all {n} sweep points)")
+        else:
+            out.append(f"{b} ({len(members)} of {n} sweep points)")
+    return out
+
+
 def summary_lines(headlines: list[Headline], records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Plain sentences under the verdict (css class, text): flags first, then which gates exist and where none."""
     lines: list[tuple[str, str]] = []
     flagged = [c for h in headlines for c in h.flagged]
     if flagged:
         lines.append(("bad", f"{_plural(len(flagged), 'case')} {'does' if len(flagged) == 1 else 'do'} not beat a "
-                             f"trivial reference: {_listed(flagged)}."))
+                             f"trivial reference: {_listed(_by_base(flagged, records))}."))
     gated = [r for r in records if r.get("gates")]
     ungated = [r["case_id"] for r in records if not r.get("gates")]
     n_gates = sum(len(r["gates"]) for r in gated)
@@ -147,7 +182,8 @@ def summary_lines(headlines: list[Headline], records: list[dict[str, Any]]) -> l
         metrics = ", ".join(dict.fromkeys(str(g.get("metric")) for r in gated for g in r["gates"]))
         text = f"{_plural(n_gates, 'gate')} ({metrics}) in {_plural(len(gated), 'case')}"
         if ungated:
-            text += f"; no gate in {_listed(ungated)}: only an error fails {'them' if len(ungated) > 1 else 'it'}"
+            them = "them" if len(ungated) > 1 else "it"
+            text += f"; no gate in {_listed(_by_base(ungated, records))}: only an error fails {them}"
         lines.append(("", text + "."))
     elif records:
         lines.append(("warn", "No gates in this suite: the verdict says only that every case ran."))

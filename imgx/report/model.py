@@ -192,6 +192,7 @@ class CasePanel:
     open: bool = True
     shared_with: str = ""  # the case whose panel shows the trained model this case shares (history, provenance)
     shared_anchor: str = ""
+    sweep_table: str = ""  # id of the table that shows this sweep point beside the others (its metrics are there)
 
 
 @dataclass
@@ -204,3 +205,23 @@ class TaskSection:
     blocks: list[Block] = field(default_factory=list)
     panels: list[CasePanel] = field(default_factory=list)
     random_weights: bool = False
+
+
+_ABBREVIATIONS = {"image_guidance_scale": "ig", "guidance_scale": "g", "num_inference_steps": "steps"}
+
+
+def _short(key: str, value: Any) -> str:
+    if key == "scheduler":
+        return text(value)
+    return f"{_ABBREVIATIONS.get(key, key)}={text(value)}"
+
+
+def short_labels(recs: list[dict[str, Any]]) -> list[str]:
+    """Per case, only the sweep parameters that differ between ``recs`` (``k=v, ...``); the case id otherwise."""
+    keys = list(dict.fromkeys(k for r in recs for k in (r.get("params") or {})))
+    varying = [k for k in keys if len({text((r.get("params") or {}).get(k)) for r in recs}) > 1]
+    labels = []
+    for r in recs:
+        p = r.get("params") or {}
+        labels.append(", ".join(_short(k, p.get(k)) for k in varying) or r["case_id"])
+    return labels

@@ -17,6 +17,7 @@ from imgx.report.model import (
     metric_better,
     params_text,
     reference_role,
+    short_labels,
     text,
     worse_than_floors,
 )
@@ -26,6 +27,9 @@ log = logging.getLogger("imgx")
 
 OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
 DISTRIBUTION = ("fid", "kid")
+ARTIFACT_SIDE = {"generate": 360, "text-to-image": 360, "edit": 480}  # sample grids side by side; others 900 px
+# artifacts a task section already shows in full (the edit grids hold every output and its input)
+SECTION_SHOWS = {"edit": frozenset({"outputs", "grid"})}
 KID_SCALE = ("KID scale: unbiased MMD² with the polynomial kernel (degree 3 unless the suite sets it), mean over "
              "subsets, in raw units: not multiplied by 1000 as some papers print it; compare only within one "
              "extractor.")
@@ -159,7 +163,8 @@ def _history_parts(history: list[dict[str, Any]], case_id: str) -> tuple[Markup 
             svg = None
         if svg:
             svgs.append(svg)
-    return (Markup("".join(svgs)) if svgs else None), table
+    cells = "".join(f'<div class="plotcell">{svg}</div>' for svg in svgs)  # svgs: matplotlib's own markup
+    return (Markup(cells) if svgs else None), table
 
 
 def info_table(info: dict[str, Any], case_id: str) -> Table | None:
@@ -192,8 +197,8 @@ def case_panel(rec: dict[str, Any], embedder: ImageEmbedder, index: int,
         random_weights=bool(info.get("random_weights")), gates=rec.get("gates") or [],
         metrics=metrics_table(rec, extractors), history_svg=history_svg, history=history_table,
         galleries=artifact_galleries(rec.get("artifacts") or {}, embedder, epochs,
-                                     max_side=480 if rec.get("task") == "edit" else 900,
-                                     skip={"outputs"} if rec.get("task") == "edit" else frozenset()),
+                                     max_side=ARTIFACT_SIDE.get(rec.get("task", ""), 900),
+                                     skip=SECTION_SHOWS.get(rec.get("task", ""), frozenset())),
         info=info_table(info, rec["case_id"]), open=index < OPEN_PANELS and rec.get("task") != "edit")
 
 
@@ -226,3 +231,70 @@ def fold_shared_training(pairs: list[tuple[CasePanel, dict[str, Any]]]) -> None:
         base, mine = flatten(r0.get("info") or {}), flatten(rec.get("info") or {})
         differs = {k: v for k, v in mine.items() if base.get(k) != v}
         panel.info = info_table(differs, rec["case_id"])
+
+
+def sweep_table(pairs: list[tuple[CasePanel, dict[str, Any]]]) -> Table:
+    """The sweep points of one base case side by side: a row per metric, its references once, a column per point.
+
+    References that differ between points (they should not: same data) show their range. A value that does not
+    beat a floor is marked as in the case tables. Each point's panel keeps its status, detail and provenance.
+    """
+    recs = [r for _, r in pairs]
+    labels = short_labels(recs)
+    metrics = list(dict.fromkeys(row.get("metric") for r in recs for row in r.get("rows") or []
+                                 if not row.get("reference")))
+    refs = list(dict.fromkeys(row.get("reference") for r in recs for row in r.get("rows") or []
+                              if row.get("reference")))
+    base = recs[0].get("base_id") or recs[0]["case_id"]
+    table = Table(f"{base}: every sweep point", ["metric", "better", *refs, *labels],
+                  filename=f"{base}-sweep.csv")
+    for m in metrics:
+        ref_vals: dict[str, list[float]] = {}
+        for r in recs:
+            for row in r.get("rows") or []:
+                if row.get("metric") == m and row.get("reference") and row.get("status") == "ok" and to_float(
+                        row.get("value")) is not None:
+                    ref_vals.setdefault(row["reference"], []).append(to_float(row["value"]))
+        values: list[Any] = [m, metric_better(m)]
+        display: dict[int, str] = {}
+        for j, ref in enumerate(refs):
+            vals = ref_vals.get(ref) or []
+            values.append(vals[0] if vals else None)
+            if vals and max(vals) - min(vals) > 1e-12 * max(1.0, abs(max(vals))):
+                display[2 + j] = f"{fmt_value(min(vals))}–{fmt_value(max(vals))}"
+        floors = {ref: (v[0] if len(set(v)) == 1 else None) for ref, v in ref_vals.items()}
+        css: dict[int, str] = {}
+        titles: dict[int, str] = {}
+        for k, r in enumerate(recs):
+            row = next((x for x in r.get("rows") or [] if x.get("metric") == m and not x.get("reference")), None)
+            v = to_float(row.get("value")) if row and row.get("status") == "ok" else None
+            col = 2 + len(refs) + k
+            values.append(v)
+            if row and row.get("status") != "ok":
+                css[col], titles[col] = STATUS_CSS.get(str(row.get("status")), ""), str(row.get("detail") or "")
+            worse = worse_than_floors(m, v, floors)
+            if worse:
+                css[col], display[col] = "bad", f"{fmt_value(v)} ✗"
+                titles[col] = "does not beat " + " or ".join(worse)
+        table.add(values, css=css, titles=titles, display=display)
+    table.note = "✗: does not beat a trivial reference." if any(
+        c.css == "bad" for row in table.rows for c in row) else ""
+    return table
+
+
+def fold_sweeps(pairs: list[tuple[CasePanel, dict[str, Any]]]) -> list[Table]:
+    """One side-by-side table per base case with several sweep points; their panels drop the per-case metrics
+    table (the sweep table has every value) and link to it."""
+    groups: dict[str, list[tuple[CasePanel, dict[str, Any]]]] = {}
+    for panel, rec in pairs:
+        if rec.get("rows"):
+            groups.setdefault(rec.get("base_id") or rec["case_id"], []).append((panel, rec))
+    tables = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        table = sweep_table(members)
+        for panel, _ in members:
+            panel.metrics, panel.sweep_table = None, table.id
+        tables.append(table)
+    return tables

@@ -13,6 +13,7 @@ from imgx.report.grids import ImageEmbedder, edit_grids, guidance_grids
 from imgx.report.model import (
     Block,
     metric_better,
+    short_labels,
     text,
     value_of,
 )
@@ -46,26 +47,6 @@ def _group_label(rec: dict[str, Any]) -> str:
     if "num_inference_steps" in p:
         parts.append(f"{p['num_inference_steps']} steps")
     return ", ".join(parts) or rec.get("base_id", "")
-
-
-_ABBREVIATIONS = {"image_guidance_scale": "ig", "guidance_scale": "g", "num_inference_steps": "steps"}
-
-
-def _short(key: str, value: Any) -> str:
-    if key == "scheduler":
-        return text(value)
-    return f"{_ABBREVIATIONS.get(key, key)}={text(value)}"
-
-
-def short_labels(recs: list[dict[str, Any]]) -> list[str]:
-    """Per case, only the sweep parameters that differ between ``recs`` (``k=v, ...``); the case id otherwise."""
-    keys = list(dict.fromkeys(k for r in recs for k in (r.get("params") or {})))
-    varying = [k for k in keys if len({text((r.get("params") or {}).get(k)) for r in recs}) > 1]
-    labels = []
-    for r in recs:
-        p = r.get("params") or {}
-        labels.append(", ".join(_short(k, p.get(k)) for k in varying) or r["case_id"])
-    return labels
 
 
 def tradeoff_block(recs: list[dict[str, Any]]) -> Block | None:
@@ -231,7 +212,8 @@ def edit_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embed
     for block in (tradeoff_block(recs), *pareto_blocks(recs), device_block(recs), stage_block(recs)):
         if block is not None:
             blocks.append(block)
-    blocks.append(Block("All edit cases", table=edit_metrics_table(recs)))
+    if len({r.get("base_id") for r in recs}) > 1:  # one base case: its sweep table has every value
+        blocks.append(Block("All edit cases", table=edit_metrics_table(recs)))
     return blocks
 
 
