@@ -95,6 +95,8 @@ def headline_tables(records: list[dict[str, Any]]) -> list[Headline]:
                       filename=f"headline-{task or 'other'}.csv")
         head = Headline(task, TASK_TITLES.get(task, task or "other"), table)
         for rec in recs:
+            if rec.get("status") == "skipped":  # nothing measured; the summary counts skipped cases
+                continue
             gates = rec.get("gates") or []
             gate_text = ", ".join(f"{g.get('metric')} {g.get('op')} {fmt_value(g.get('bound'))}"
                                   + ("" if g.get("passed") is not False else " FAILED") for g in gates) or "none"

@@ -16,7 +16,14 @@ from typing import Any
 from imgx.report.grids import ImageEmbedder
 from imgx.report.headline import headline_tables, summary_lines
 from imgx.report.model import TASK_TITLES, Block, TaskSection, duration, flatten, read_csv, text
-from imgx.report.panels import case_panel, fold_shared_training, fold_sweeps, page_extractors
+from imgx.report.panels import (
+    case_panel,
+    fold_points,
+    fold_shared_training,
+    fold_skipped,
+    fold_sweeps,
+    page_extractors,
+)
 from imgx.report.render import render
 from imgx.report.sections import edit_blocks, t2i_blocks, translate_blocks
 from imgx.report.summary import baseline_verdict, gate_table, problems_table, where_line
@@ -92,7 +99,8 @@ def build_context(out: Path) -> dict[str, Any]:
         fold_shared_training(pairs)
         section.blocks += [Block(t.title, table=t, note="Each column is one sweep point; the references are the "
                                  "same data, shown once.") for t in fold_sweeps(pairs)]
-        section.panels = [p for p, _ in pairs]
+        panels, section.skipped = fold_skipped([p for p, _ in pairs])
+        section.panels, section.points = fold_points(panels)
         sections.append(section)
 
     headlines = headline_tables(records)

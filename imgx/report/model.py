@@ -205,6 +205,8 @@ class TaskSection:
     blocks: list[Block] = field(default_factory=list)
     panels: list[CasePanel] = field(default_factory=list)
     random_weights: bool = False
+    skipped: list[tuple[str, list[CasePanel]]] = field(default_factory=list)  # (reason, panels) folded to one line
+    points: Table | None = None  # sweep points with nothing of their own but status, detail, provenance
 
 
 _ABBREVIATIONS = {"image_guidance_scale": "ig", "guidance_scale": "g", "num_inference_steps": "steps"}

@@ -27,7 +27,7 @@ log = logging.getLogger("imgx")
 
 OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
 DISTRIBUTION = ("fid", "kid")
-ARTIFACT_SIDE = {"generate": 360, "text-to-image": 360, "edit": 480}  # sample grids side by side; others 900 px
+ARTIFACT_SIDE = {"generate": 360, "text-to-image": 360, "edit": 480}  # sample grids side by side; others 640 px
 # artifacts a task section already shows in full (the edit grids hold every output and its input)
 SECTION_SHOWS = {"edit": frozenset({"outputs", "grid"})}
 KID_SCALE = ("KID scale: unbiased MMD² with the polynomial kernel (degree 3 unless the suite sets it), mean over "
@@ -197,7 +197,7 @@ def case_panel(rec: dict[str, Any], embedder: ImageEmbedder, index: int,
         random_weights=bool(info.get("random_weights")), gates=rec.get("gates") or [],
         metrics=metrics_table(rec, extractors), history_svg=history_svg, history=history_table,
         galleries=artifact_galleries(rec.get("artifacts") or {}, embedder, epochs,
-                                     max_side=ARTIFACT_SIDE.get(rec.get("task", ""), 900),
+                                     max_side=ARTIFACT_SIDE.get(rec.get("task", ""), 640),
                                      skip=SECTION_SHOWS.get(rec.get("task", ""), frozenset())),
         info=info_table(info, rec["case_id"]), open=index < OPEN_PANELS and rec.get("task") != "edit")
 
@@ -298,3 +298,29 @@ def fold_sweeps(pairs: list[tuple[CasePanel, dict[str, Any]]]) -> list[Table]:
             panel.metrics, panel.sweep_table = None, table.id
         tables.append(table)
     return tables
+
+
+def fold_skipped(panels: list[CasePanel]) -> tuple[list[CasePanel], list[tuple[str, list[CasePanel]]]]:
+    """Cases skipped for the same reason (CUDA absent) become one line naming them; a lone skip keeps its panel."""
+    by_reason: dict[str, list[CasePanel]] = {}
+    for p in panels:
+        if p.status == "skipped":
+            by_reason.setdefault(p.detail, []).append(p)
+    folded = {id(p) for group in by_reason.values() if len(group) > 1 for p in group}
+    return ([p for p in panels if id(p) not in folded],
+            [(reason, group) for reason, group in by_reason.items() if len(group) > 1])
+
+
+def fold_points(panels: list[CasePanel]) -> tuple[list[CasePanel], Table | None]:
+    """Sweep points whose metrics are in a sweep table and whose trained model another panel shows have nothing
+    of their own but status, detail and the provenance that differs: one table row each instead of a panel."""
+    rows = [p for p in panels if p.sweep_table and p.shared_with and not p.galleries]
+    if not rows:
+        return panels, None
+    table = Table("other sweep points", ["case", "status", "detail", "provenance that differs"],
+                  filename="sweep-points.csv")
+    for p in rows:
+        differs = "; ".join(f"{r[0].text}={r[1].text}" for r in p.info.rows) if p.info else ""
+        table.add([p.case_id, p.status, p.detail, differs], css={1: STATUS_CSS.get(p.status, "")})
+    keep = {id(p) for p in rows}
+    return [p for p in panels if id(p) not in keep], table

@@ -326,8 +326,9 @@ def t2i_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embedd
                  "StableDiffusionPipeline.from_pretrained).")
     clip_trained = {str(r["info"]["clip_trained"]["provenance"]) for r in recs
                     if (r.get("info") or {}).get("clip_trained")}
-    blocks = [Block("Samples by prompt", note=note if mine else "No text-to-image outputs were saved in this run.",
-                    grids=grids)]
+    if all(len(g.cells) <= 1 for g in grids):  # no sweep to compare across: the case panel's grid has them all
+        grids, note = [], note[note.index("Models trained here"):] if "Models trained here" in note else ""
+    blocks = [Block("Samples by prompt", note=note, grids=grids)] if grids or note else []
     if clip_trained:
         blocks.append(Block("CLIP used for clip_score", warn=" | ".join(sorted(clip_trained))))
     blocks += t2i_tradeoff_blocks(recs)
@@ -336,5 +337,6 @@ def t2i_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embedd
             blocks.append(block)
     table = edit_metrics_table(recs)
     table.title, table.filename = "all text-to-image cases", "t2i-cases.csv"
-    blocks.append(Block("All text-to-image cases", table=table))
+    if len(recs) > 1:  # one case: its panel has every value
+        blocks.append(Block("All text-to-image cases", table=table))
     return blocks
