@@ -129,13 +129,13 @@ def headline_tables(records: list[dict[str, Any]]) -> list[Headline]:
                 verdict, css = "no trivial reference to beat", "muted"
                 head.no_floor.append(rec["case_id"])
             if others:
-                verdict += "; does not beat it on " + ", ".join(others)
+                verdict += "; also loses on " + ", ".join(others)
                 css = "bad"
             if css == "bad":
                 head.flagged.append(rec["case_id"])
             table.add([rec["case_id"], metric, better, value, _ci(model), best, floors.get(best), diff, verdict,
                        gate_text],
-                      css={8: css, 9: gate_css, 3: "bad" if head_loss else ""},
+                      css={0: "caseid", 8: f"{css} vcell", 9: gate_css, 3: "bad" if head_loss else "", 4: "nowrap"},
                       display={7: f"{diff:+.4g}" if diff is not None else ""})
         out.append(head)
     return out

@@ -58,7 +58,7 @@ def build_context(out: Path) -> dict[str, Any]:
     for r in records:
         if r.get("status") not in counts:
             counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
-    gates = gate_table(records)
+    gates = gate_table(records, only_not_passed=True)  # passed gates are in the headline tables
     gates_failed = sum(1 for r in records for g in r.get("gates") or [] if g.get("passed") is False)
     gates_passed = sum(1 for r in records for g in r.get("gates") or [] if g.get("passed") is True)
     verdict = "fail" if gates_failed or counts.get("failed") else ("pass" if records else "empty")

@@ -27,7 +27,7 @@ log = logging.getLogger("imgx")
 
 OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
 DISTRIBUTION = ("fid", "kid")
-ARTIFACT_SIDE = {"generate": 360, "text-to-image": 360, "edit": 480}  # sample grids side by side; others 640 px
+ARTIFACT_SIDE = {"generate": 300, "text-to-image": 360, "edit": 480}  # sample grids side by side; others 640 px
 # artifacts a task section already shows in full (the edit grids hold every output and its input)
 SECTION_SHOWS = {"edit": frozenset({"outputs", "grid"})}
 KID_SCALE = ("KID scale: unbiased MMD² with the polynomial kernel (degree 3 unless the suite sets it), mean over "
@@ -320,7 +320,9 @@ def fold_points(panels: list[CasePanel]) -> tuple[list[CasePanel], Table | None]
     table = Table("other sweep points", ["case", "status", "detail", "provenance that differs"],
                   filename="sweep-points.csv")
     for p in rows:
-        differs = "; ".join(f"{r[0].text}={r[1].text}" for r in p.info.rows) if p.info else ""
+        pairs = [f"{r[0].text}={r[1].text if len(r[1].text) <= 48 else r[1].text[:45] + '...'}"
+                 for r in p.info.rows] if p.info else []
+        differs = "; ".join(pairs[:4]) + (f"; and {len(pairs) - 4} more" if len(pairs) > 4 else "")
         table.add([p.case_id, p.status, p.detail, differs], css={1: STATUS_CSS.get(p.status, "")})
     keep = {id(p) for p in rows}
     return [p for p in panels if id(p) not in keep], table

@@ -10,12 +10,14 @@ from imgx.report.tables import STATUS_CSS, Table
 
 log = logging.getLogger("imgx")
 
-def gate_table(records: list[dict[str, Any]]) -> Table:
-    """Every gate of every case: metric, bound, value, passed."""
+def gate_table(records: list[dict[str, Any]], only_not_passed: bool = False) -> Table:
+    """Every gate of every case (or only those that failed or were not evaluated): metric, bound, value, passed."""
     table = Table("gates", ["case_id", "metric", "op", "bound", "value", "passed", "detail"], filename="gates.csv")
     for r in records:
         for g in r.get("gates") or []:
             passed = g.get("passed")
+            if only_not_passed and passed is True:
+                continue
             word = "passed" if passed is True else ("FAILED" if passed is False else "not evaluated")
             table.add([r["case_id"], g.get("metric"), g.get("op"), g.get("bound"), g.get("value"), word,
                        g.get("detail")], css={5: "ok" if passed is True else ("bad" if passed is False else "muted")})

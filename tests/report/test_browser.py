@@ -34,20 +34,20 @@ def test_report_in_chromium(synthetic_report, artifacts_dir):
     with Browser() as b:
         session, rep = _check_page(b, path)
         assert len(rep.images) == html.count("<img ")
-        # sort a case's metrics table by value (click twice: descending), then filter it
+        # sort an edit table by its first column (click twice: descending), then filter it
         values = b.evaluate(session, """(() => {
-            const t = document.querySelector('#task-generate details.case table.data');
-            const col = Array.from(t.tHead.rows[0].cells).findIndex(c => c.textContent === 'metric');
-            const th = t.tHead.rows[0].cells[col]; th.click(); th.click();
-            return Array.from(t.tBodies[0].rows).map(r => r.cells[col].getAttribute('data-v')); })()""")
-        assert len(values) == 2
+            const t = document.getElementById(document.querySelector('#task-edit input.tablefilter')
+                                              .getAttribute('data-table'));
+            const th = t.tHead.rows[0].cells[0]; th.click(); th.click();
+            return Array.from(t.tBodies[0].rows).map(r => r.cells[0].getAttribute('data-v')); })()""")
+        assert len(values) > 5
         assert values == sorted(values, reverse=True)
         shown = b.evaluate(session, """(() => {
-            const input = document.querySelector('#task-generate details.case input.tablefilter');
-            input.value = 'fid'; input.dispatchEvent(new Event('input'));
-            const rows = Array.from(document.querySelector('#task-generate details.case table.data').tBodies[0].rows);
+            const input = document.querySelector('#task-edit input.tablefilter');
+            input.value = 'guidance_scale=7.5'; input.dispatchEvent(new Event('input'));
+            const rows = Array.from(document.getElementById(input.getAttribute('data-table')).tBodies[0].rows);
             return [rows.filter(r => !r.classList.contains('hidden')).length,
-                    rows.filter(r => !r.classList.contains('hidden') && !r.textContent.includes('fid')).length];
+                    rows.filter(r => !r.classList.contains('hidden') && !r.textContent.includes('guidance_scale=7.5')).length];
             })()""")
         assert shown[0] >= 1 and shown[1] == 0
         # a table's CSV download is built from its exact values on click (not embedded a second time)
@@ -85,7 +85,7 @@ def test_report_layout_in_chromium(synthetic_report):
         session = b.open(path.as_uri())
         flags = b.evaluate(session, """(() => Array.from(document.querySelectorAll('#headline-colorize tbody tr'))
             .map(r => [r.cells[0].textContent, r.cells[8].textContent, r.cells[8].className]))()""")
-        assert flags == [["colorizer", "does not beat gray-copy", "bad"]]
+        assert flags == [["colorizer", "does not beat gray-copy", "bad vcell"]]
         assert b.evaluate(session, "document.querySelector('#summary p.summaryline.bad').textContent").startswith(
             "1 case does not beat a trivial reference: colorizer")
         assert b.evaluate(session, "document.body.textContent.includes('Every case and every metric is ok')") is False
@@ -100,4 +100,6 @@ def test_report_layout_in_chromium(synthetic_report):
         assert layout["overflow"] == 0
         assert layout["tocTop"] == 0 and 0 < layout["tocHeight"] < 80  # sticky: on screen at the bottom of the page
         assert layout["missing"] == []
-        assert layout["height"] < 12_000, layout
+        # the synthetic run is a stress page (35 cases, 16 skipped, every plot); the quickstart's page measured
+        # 11,876 px with every panel open when this bound was set
+        assert layout["height"] < 13_000, layout
