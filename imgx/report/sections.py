@@ -326,7 +326,7 @@ def t2i_blocks(recs: list[dict[str, Any]], outputs: list[dict[str, Any]], embedd
                  "StableDiffusionPipeline.from_pretrained).")
     clip_trained = {str(r["info"]["clip_trained"]["provenance"]) for r in recs
                     if (r.get("info") or {}).get("clip_trained")}
-    if all(len(g.cells) <= 1 for g in grids):  # no sweep to compare across: the case panel's grid has them all
+    if len(recs) <= 1:  # no sweep to compare across: the case panel's grid has every sample
         grids, note = [], note[note.index("Models trained here"):] if "Models trained here" in note else ""
     blocks = [Block("Samples by prompt", note=note, grids=grids)] if grids or note else []
     if clip_trained:
