@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--out", help="folder for comparison.html and summary.md (default CANDIDATE/compare)")
     cmp_.add_argument("--latency", action="store_true", help="compare latency even across different machines")
 
+    site = sub.add_parser("site", help="a static site from many run directories: runs, trends, hardware matrix")
+    site.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or folders of them")
+    site.add_argument("--out", default="site", help="folder to write the site into (default ./site)")
+    site.add_argument("--reference", help="machine (a part of its name) the hardware matrix's speed-ups refer to")
+
     base = sub.add_parser("baseline", help="write a baseline JSON file from a run directory")
     base.add_argument("run_dir")
     base.add_argument("--out", required=True, help="baseline JSON file to write")
@@ -181,6 +186,17 @@ def _cmd_compare(args) -> int:
     return comp.exit_code
 
 
+def _cmd_site(args) -> int:
+    from imgx.site import build_site
+
+    result = build_site(args.run_dirs, Path(args.out), reference=args.reference)
+    for note in result["notes"]:
+        print(f"imgx: note: {note}")
+    print(f"imgx: wrote {result['index']} ({result['runs']} runs, {result['read']} read, "
+          f"{result['runs'] - result['read']} from the cache; {result['steps']} steps detected)")
+    return 0
+
+
 def _cmd_baseline(args) -> int:
     from imgx.compare import baseline_command
 
@@ -210,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         logging.getLogger("imgx").setLevel(logging.WARNING)
     handler = {"run": _cmd_run, "validate": _cmd_validate, "list": _cmd_list, "report": _cmd_report,
-               "compare": _cmd_compare, "baseline": _cmd_baseline}[args.command]
+               "compare": _cmd_compare, "baseline": _cmd_baseline,
+               "site": _cmd_site}[args.command]
     try:
         return handler(args)
     except ImgxError as exc:

@@ -44,10 +44,10 @@ def test_report_in_chromium(synthetic_report, artifacts_dir):
         assert values == sorted(values, reverse=True)
         shown = b.evaluate(session, """(() => {
             const input = document.querySelector('#task-edit input.tablefilter');
-            input.value = 'guidance_scale=7.5'; input.dispatchEvent(new Event('input'));
+            input.value = 'scale=7.5'; input.dispatchEvent(new Event('input'));
             const rows = Array.from(document.getElementById(input.getAttribute('data-table')).tBodies[0].rows);
             return [rows.filter(r => !r.classList.contains('hidden')).length,
-                    rows.filter(r => !r.classList.contains('hidden') && !r.textContent.includes('guidance_scale=7.5')).length];
+                    rows.filter(r => !r.classList.contains('hidden') && !r.textContent.includes('scale=7.5')).length];
             })()""")
         assert shown[0] >= 1 and shown[1] == 0
         # a table's CSV download is built from its exact values on click (not embedded a second time)

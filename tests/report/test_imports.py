@@ -41,3 +41,10 @@ def test_report_modules_import_only_lower_layers():
             parts = name.split(".")
             if parts[:2] == ["imgx", "report"] and len(parts) > 2 and parts[2] in LAYERS:
                 assert LAYERS[parts[2]] < LAYERS[path.stem], f"{path.name} imports {name}: against the layers"
+
+
+def test_the_site_reuses_the_report_and_the_report_never_imports_the_site():
+    site = {n for path in (PACKAGE / "site").glob("*.py") for n in _imports(path)}
+    assert {"imgx.report.render", "imgx.report.tables", "imgx.report.plots"} <= site
+    for path in (PACKAGE / "report").glob("*.py"):
+        assert not {n for n in _imports(path) if n.startswith("imgx.site")}, path.name
