@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgx.report.model import TASK_TITLES, is_quality, metric_better, reference_role, worse_than_floors
+from imgx.report.model import (
+    TASK_TITLES,
+    comparability,
+    is_quality,
+    metric_better,
+    page_extractors,
+    reference_role,
+    worse_than_floors,
+)
 from imgx.report.tables import Table, fmt_value, to_float
 
 # Per task, the metric a reader judges a model by first (a gated quality metric wins over this order).
@@ -88,6 +96,7 @@ def headline_tables(records: list[dict[str, Any]]) -> list[Headline]:
     to a trivial reference stays inside a closed panel.
     """
     out = []
+    extractors = page_extractors(records)
     for task in dict.fromkeys(r.get("task", "") for r in records):
         recs = [r for r in records if r.get("task", "") == task]
         table = Table(f"{task} headline", ["case", "metric", "better", "value", "95% CI", "best trivial reference",
@@ -133,10 +142,14 @@ def headline_tables(records: list[dict[str, Any]]) -> list[Headline]:
                 css = "bad"
             if css == "bad":
                 head.flagged.append(rec["case_id"])
+            caveat = comparability(model, extractors)
+            display = {7: f"{diff:+.4g}" if diff is not None else ""}
+            if caveat:
+                display[3] = f"{fmt_value(value)} · not comparable"
             table.add([rec["case_id"], metric, better, value, _ci(model), best, floors.get(best), diff, verdict,
-                       gate_text],
+                       gate_text], titles={3: caveat},
                       css={0: "caseid", 8: f"{css} vcell", 9: gate_css, 3: "bad" if head_loss else "", 4: "nowrap"},
-                      display={7: f"{diff:+.4g}" if diff is not None else ""})
+                      display=display)
         out.append(head)
     return out
 

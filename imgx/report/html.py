@@ -15,14 +15,13 @@ from typing import Any
 
 from imgx.report.grids import ImageEmbedder
 from imgx.report.headline import headline_tables, summary_lines
-from imgx.report.model import TASK_TITLES, Block, TaskSection, duration, flatten, read_csv, text
+from imgx.report.model import TASK_TITLES, Block, TaskSection, duration, flatten, page_extractors, read_csv, text
 from imgx.report.panels import (
     case_panel,
     fold_points,
     fold_shared_training,
     fold_skipped,
     fold_sweeps,
-    page_extractors,
 )
 from imgx.report.render import render
 from imgx.report.sections import edit_blocks, t2i_blocks, translate_blocks

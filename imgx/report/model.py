@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -227,3 +228,35 @@ def short_labels(recs: list[dict[str, Any]]) -> list[str]:
         p = r.get("params") or {}
         labels.append(", ".join(_short(k, p.get(k)) for k in varying) or r["case_id"])
     return labels
+
+
+DISTRIBUTION = ("fid", "kid")
+
+
+def _extractor(row: dict[str, Any]) -> tuple[str, int | None]:
+    """The feature extractor and its dimension of a FID/KID row, from its detail (``extractor=NAME dim=D``)."""
+    detail = str(row.get("detail") or "")
+    name = re.search(r"extractor=(\S+)", detail)
+    dim = re.search(r"\bdim=(\d+)", detail)
+    return (name.group(1) if name else ""), (int(dim.group(1)) if dim else None)
+
+
+def comparability(row: dict[str, Any], extractors: set[str]) -> str:
+    """Why a FID/KID value is not comparable ('' when it is): fewer samples than feature dimensions, or another
+    extractor than other FID/KID values on the same page."""
+    if str(row.get("metric", "")).split("[")[0] not in DISTRIBUTION:
+        return ""
+    name, dim = _extractor(row)
+    n = to_float(row.get("n"))
+    why = []
+    if dim and n is not None and n < dim:
+        why.append(f"{int(n)} samples < {dim} feature dimensions: biased")
+    if name and len(extractors) > 1:
+        why.append(f"extractor {name}; this page also has {', '.join(sorted(extractors - {name}))}")
+    return "; ".join(why)
+
+
+def page_extractors(records: list[dict[str, Any]]) -> set[str]:
+    """Every feature extractor behind a FID/KID row of the run."""
+    return {e for r in records for row in r.get("rows") or [] if row.get("metric") in DISTRIBUTION
+            for e in [_extractor(row)[0]] if e}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from markupsafe import Markup
@@ -13,6 +12,7 @@ from imgx.report import plots
 from imgx.report.grids import Gallery, ImageEmbedder, artifact_galleries
 from imgx.report.model import (
     CasePanel,
+    comparability,
     flatten,
     metric_better,
     params_text,
@@ -26,42 +26,12 @@ from imgx.report.tables import STATUS_CSS, Table, fmt_value, from_records, to_fl
 log = logging.getLogger("imgx")
 
 OPEN_PANELS = 6  # case panels shown expanded; the rest start collapsed
-DISTRIBUTION = ("fid", "kid")
 ARTIFACT_SIDE = {"generate": 300, "text-to-image": 360, "edit": 480}  # sample grids side by side; others 640 px
 # artifacts a task section already shows in full (the edit grids hold every output and its input)
 SECTION_SHOWS = {"edit": frozenset({"outputs", "grid"})}
 KID_SCALE = ("KID scale: unbiased MMD² with the polynomial kernel (degree 3 unless the suite sets it), mean over "
              "subsets, in raw units: not multiplied by 1000 as some papers print it; compare only within one "
              "extractor.")
-
-
-def _extractor(row: dict[str, Any]) -> tuple[str, int | None]:
-    """The feature extractor and its dimension of a FID/KID row, from its detail (``extractor=NAME dim=D``)."""
-    detail = str(row.get("detail") or "")
-    name = re.search(r"extractor=(\S+)", detail)
-    dim = re.search(r"\bdim=(\d+)", detail)
-    return (name.group(1) if name else ""), (int(dim.group(1)) if dim else None)
-
-
-def comparability(row: dict[str, Any], extractors: set[str]) -> str:
-    """Why a FID/KID value is not comparable ('' when it is): fewer samples than feature dimensions, or another
-    extractor than other FID/KID values on the same page."""
-    if str(row.get("metric", "")).split("[")[0] not in DISTRIBUTION:
-        return ""
-    name, dim = _extractor(row)
-    n = to_float(row.get("n"))
-    why = []
-    if dim and n is not None and n < dim:
-        why.append(f"{int(n)} samples < {dim} feature dimensions: biased")
-    if name and len(extractors) > 1:
-        why.append(f"extractor {name}; this page also has {', '.join(sorted(extractors - {name}))}")
-    return "; ".join(why)
-
-
-def page_extractors(records: list[dict[str, Any]]) -> set[str]:
-    """Every feature extractor behind a FID/KID row of the run."""
-    return {e for r in records for row in r.get("rows") or [] if row.get("metric") in DISTRIBUTION
-            for e in [_extractor(row)[0]] if e}
 
 
 def metrics_table(rec: dict[str, Any], extractors: set[str] | frozenset[str] = frozenset()) -> Table | None:

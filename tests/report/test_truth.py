@@ -114,3 +114,12 @@ def test_pareto_uses_a_quality_where_higher_is_a_better_edit_and_no_one_point_pl
     one = recs[:1]
     one[0]["rows"] += [row("clip_directional_similarity", 0.2), row("clip_image_similarity", 0.8)]
     assert tradeoff_block(one) is None
+
+
+def test_headline_marks_a_fid_that_is_not_comparable():
+    detail = "extractor=digits-classifier dim=64 weights=sha256:00"
+    rec = record("gan", "generate", 0, rows=[row("fid", 40.0, detail=detail, n=32),
+                                             row("fid", 300.0, "untrained", detail=detail, n=32)])
+    (head,) = headline_tables([rec])
+    value = head.table.rows[0][3]
+    assert value.text == "40 · not comparable" and "32 samples < 64 feature dimensions" in value.title
