@@ -68,7 +68,7 @@ def _trend_context(summaries: list[RunSummary]) -> tuple[list[dict[str, Any]], T
         for m, pts in t.series.items():
             for p in pts:
                 ci = f"[{fmt_value(p.ci_low)}, {fmt_value(p.ci_high)}]" if p.ci_low is not None else ""
-                table.add([m, _short(p.commit), p.value, ci, p.run], titles={1: p.commit})
+                table.add([m, _short(p.commit), p.value, ci, Path(p.run).name], titles={1: p.commit, 4: p.run})
         blocks.append({"title": f"{t.suite} · {t.case} · {t.metric}", "svg": Markup(svg), "table": table,
                        "anchor": f"trend-{len(blocks)}", "steps": len(t.steps)})
     return blocks, steps
