@@ -24,7 +24,7 @@ from imgx.report.panels import (
     fold_sweeps,
 )
 from imgx.report.render import render
-from imgx.report.sections import edit_blocks, t2i_blocks, translate_blocks
+from imgx.report.sections import cost_block, edit_blocks, t2i_blocks, translate_blocks
 from imgx.report.summary import baseline_verdict, gate_table, problems_table, where_line
 from imgx.report.tables import Table, csv_data_uri
 
@@ -91,6 +91,9 @@ def build_context(out: Path) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - a broken plot must not cost the rest of the report
                 log.warning("report: text-to-image section failed: %s: %s", type(exc).__name__, exc)
                 section.blocks = [Block("Text-to-image plots", warn=f"could not draw: {type(exc).__name__}: {exc}")]
+        cost = cost_block(recs)
+        if cost is not None:
+            section.blocks.append(cost)
         pairs = []
         for r in recs:
             pairs.append((case_panel(r, embedder, index, extractors), r))

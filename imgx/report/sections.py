@@ -182,6 +182,30 @@ def stage_block(recs: list[dict[str, Any]], limit: int = 40) -> Block | None:
     return Block("Per-stage latency", svg=Markup(svg), table=table, note=note)
 
 
+def cost_block(recs: list[dict[str, Any]]) -> Block | None:
+    """Latency beside the deterministic cost rows (FLOPs, parameters, UNet evaluations), one line per case."""
+    names = list(dict.fromkeys(str(row.get("metric")) for r in recs for row in r.get("rows", [])
+                               if not row.get("reference") and metric_kind(str(row.get("metric"))) == "cost"))
+    if not names:
+        return None
+    table = Table("latency and cost per case", ["case_id", "latency_ms_p50", *names], filename="cost.csv")
+    for r in recs:
+        table.add([r["case_id"], value_of(r, "latency_ms_p50"), *[value_of(r, m) for m in names]])
+    return Block("Latency and cost", table=table,
+                 note="Cost rows are counts of one real call (FLOPs by torch's FlopCounterMode, parameters, UNet rows "
+                      "per image): the same on any machine, so comparisons judge them exactly.")
+
+
+def metric_kind(name: str) -> str:
+    """The metric's kind (``cost``, ``timing``...), ``""`` for a name imgx does not know."""
+    from imgx.metrics import metric_info
+
+    try:
+        return metric_info(name).kind
+    except Exception:  # noqa: BLE001 - an old run's unknown metric has no kind
+        return ""
+
+
 def edit_metrics_table(recs: list[dict[str, Any]]) -> Table:
     """One row per edit case: sweep parameters, then each metric's value (model rows only)."""
     params = list(dict.fromkeys(k for r in recs for k in (r.get("params") or {})))
