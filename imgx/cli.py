@@ -1,4 +1,4 @@
-"""``imgx run | validate | list | report | compare | baseline | score | ab``.
+"""``imgx run | validate | list | report | compare | baseline | score | ab | site``.
 
 Exit codes: 0 all good; 1 a gate failed, a case failed or a regression was found; 2 bad input.
 """
@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("--out", help="folder for summary.md, comparison.html, ab.json and both run directories "
                                   "(default a new temporary folder)")
     ab.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    site = sub.add_parser("site", help="a static site from many run directories: runs, trends, hardware matrix")
+    site.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or folders of them")
+    site.add_argument("--out", default="site", help="folder to write the site into (default ./site)")
+    site.add_argument("--reference", help="machine (a part of its name) the hardware matrix's speed-ups refer to")
 
     base = sub.add_parser("baseline", help="write a baseline JSON file from a run directory")
     base.add_argument("run_dir")
@@ -203,9 +207,35 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from imgx.compare import compare_command
+    """``imgx compare BASELINE CANDIDATE [--out DIR] [--latency]``: verdicts from compare, pages from report."""
+    from imgx.compare import compare_runs
+    from imgx.errors import RunDirError
+    from imgx.report.compare_report import write_comparison
+    from imgx.results import atomic_write_json
 
-    return compare_command(args.baseline, args.candidate, out=args.out, latency=args.latency)
+    candidate = Path(args.candidate)
+    if not candidate.is_dir():
+        raise RunDirError(f"{candidate}: the candidate must be a run directory")
+    comp = compare_runs(args.baseline, candidate, latency=args.latency)
+    out_dir = Path(args.out) if args.out else candidate / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "comparison.json", comp.to_dict())
+    baseline_dir = Path(args.baseline) if Path(args.baseline).is_dir() else None
+    _, md = write_comparison(comp, out_dir, baseline_dir, candidate)
+    summary = md.read_text(encoding="utf-8")
+    print(summary, end="" if summary.endswith("\n") else "\n")
+    return comp.exit_code
+
+
+def _cmd_site(args) -> int:
+    from imgx.site import build_site
+
+    result = build_site(args.run_dirs, Path(args.out), reference=args.reference)
+    for note in result["notes"]:
+        print(f"imgx: note: {note}")
+    print(f"imgx: wrote {result['index']} ({result['runs']} runs, {result['read']} read, "
+          f"{result['runs'] - result['read']} from the cache; {result['steps']} steps detected)")
+    return 0
 
 
 def _cmd_score(args) -> int:
@@ -272,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         logging.getLogger("imgx").setLevel(logging.WARNING)
     handler = {"run": _cmd_run, "validate": _cmd_validate, "list": _cmd_list, "report": _cmd_report,
-               "compare": _cmd_compare, "baseline": _cmd_baseline, "score": _cmd_score, "ab": _cmd_ab}[args.command]
+               "compare": _cmd_compare, "baseline": _cmd_baseline, "score": _cmd_score, "ab": _cmd_ab,
+               "site": _cmd_site}[args.command]
     try:
         return handler(args)
     except ImgxError as exc:

@@ -872,24 +872,3 @@ def baseline_command(run_dir: str | Path, out: str | Path) -> int:
               f"imgx; e.g. {old[0]}): comparisons against this baseline use the candidate's, else the defaults",
               file=sys.stderr)
     return 0
-
-
-# ----------------------------------------------------------------------------------------------- output
-def compare_command(baseline: str | Path, candidate: str | Path, *, out: str | Path | None = None,
-                    latency: bool = False) -> int:
-    """``imgx compare BASELINE CANDIDATE [--out DIR] [--latency]``; 1 on regression, else 0."""
-    from imgx.report.compare_report import write_comparison
-    from imgx.results import atomic_write_json
-
-    candidate = Path(candidate)
-    if not candidate.is_dir():
-        raise RunDirError(f"{candidate}: the candidate must be a run directory")
-    comp = compare_runs(baseline, candidate, latency=latency)
-    out_dir = Path(out) if out else candidate / "compare"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "comparison.json", comp.to_dict())
-    baseline_dir = Path(baseline) if Path(baseline).is_dir() else None
-    _, md = write_comparison(comp, out_dir, baseline_dir, candidate)
-    summary = md.read_text(encoding="utf-8")
-    print(summary, end="" if summary.endswith("\n") else "\n")
-    return comp.exit_code

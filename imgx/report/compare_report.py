@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from imgx.report.grids import Embedded, Gallery, ImageEmbedder, artifact_galleries, looks_like_image_path
-from imgx.report.html import flatten, render
+from imgx.report.model import flatten
+from imgx.report.render import render
 from imgx.report.tables import STATUS_CSS, Table, fmt_value
 
 log = logging.getLogger("imgx")

@@ -25,6 +25,9 @@ GRID_MAX_SIDE = 900  # artifact grids: wide enough to read, small enough for a f
 THUMB_MAX_SIDE = 160  # one output in a guidance grid
 EDIT_IMAGE_BUDGET = 360  # at most this many thumbnails across all edit grids; the rest is counted, not embedded
 BYTE_BUDGET = 12_000_000  # encoded image bytes per page; past it images become a note, the page stays openable
+STRIP_SIDE = 160  # frames of a per-epoch filmstrip
+TILE_SIDE = 160  # reference pictures shown as a small tile
+TILE_ARTIFACTS = {"untrained"}
 GALLERY_ITEMS = 24  # at most this many images from one list artifact
 
 
@@ -134,6 +137,7 @@ class Gallery:
     title: str
     figures: list[Figure] = field(default_factory=list)
     row_labels: list[str] = field(default_factory=list)
+    strip: bool = False  # a series (per-epoch samples): one row of small frames that scrolls sideways
 
 
 def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epochs: list[Any] | None = None,
@@ -156,7 +160,9 @@ def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epoch
         rows = artifacts.get(f"{name}_rows")
         row_labels = [str(x) for x in rows] if isinstance(rows, list) else []
         if looks_like_image_path(value):
-            galleries.append(Gallery(title, [Figure("", embedder.embed(value, max_side))], row_labels))
+            # a reference picture (the generator before training) is context: a small tile, not a full grid
+            side = TILE_SIDE if name in TILE_ARTIFACTS else max_side
+            galleries.append(Gallery(title, [Figure("", embedder.embed(value, side))], row_labels))
         elif isinstance(value, list):
             paths = [v for v in value if looks_like_image_path(v)]
             if not paths:
@@ -168,14 +174,14 @@ def artifact_galleries(artifacts: dict[str, Any], embedder: ImageEmbedder, epoch
                 captions = [f"epoch {e}" for e in epochs]
             else:
                 captions = [f"{i + 1}" for i in range(len(paths))]
-            side = max_side if len(paths) == 1 else min(max_side, 320)
+            side = max_side if len(paths) == 1 else min(max_side, STRIP_SIDE)
             pairs = list(zip(captions, paths, strict=True))
             if len(pairs) > GALLERY_ITEMS:  # keep the first and the last (e.g. epochs), evenly spaced between
                 idx = sorted({round(i * (len(pairs) - 1) / (GALLERY_ITEMS - 1)) for i in range(GALLERY_ITEMS)})
                 pairs = [pairs[i] for i in idx]
                 title += f" ({len(idx)} of {len(paths)})"
             figures = [Figure(c, embedder.embed(p, side)) for c, p in pairs]
-            galleries.append(Gallery(title, figures, row_labels))
+            galleries.append(Gallery(title, figures, row_labels, strip=len(figures) > 1))
         elif isinstance(value, dict):
             figures = [Figure(str(k), embedder.embed(v, min(max_side, 320))) for k, v in value.items()
                        if looks_like_image_path(v)]
@@ -272,4 +278,111 @@ def guidance_grids(outputs: list[dict[str, Any]], embedder: ImageEmbedder, rando
             row_values=sorted({k[0] for k in cells}, key=_sort_key),
             col_values=sorted({k[1] for k in cells}, key=_sort_key), cells=cells,
             random_weights=any(str(r.get("case_id")) in random_cases for r in rows)))
+    return grids, left_out
+
+
+# ------------------------------------------------------------------------------------ compact edit grids
+EDIT_CELL_SIDE = 96  # embedded side of one edit output; CSS draws it at a readable, fixed size
+SWEEP_ORDER = ("scheduler", "num_inference_steps", "image_guidance_scale", "guidance_scale")
+_SHORT = {"image_guidance_scale": "ig", "guidance_scale": "g", "num_inference_steps": "steps"}
+
+
+@dataclass
+class EditRow:
+    """One instruction on one input: its target (when the run saved one) and an output per sweep column."""
+
+    prompt: str
+    target: Embedded | None
+    cells: list[Embedded | None]
+
+
+@dataclass
+class EditGrid:
+    """Every output of one input: instructions down the rows; the input once, the target, then one column per
+    sweep setting (image guidance x text guidance x scheduler x steps) side by side."""
+
+    input_label: str
+    input_image: Embedded | None
+    columns: list[str]
+    rows: list[EditRow]
+    fixed: dict[str, str]
+    random_weights: bool = False
+
+    @property
+    def has_target(self) -> bool:
+        return any(r.target is not None for r in self.rows)
+
+
+def _setting(row: dict[str, Any], params: dict[str, dict[str, Any]] | None) -> dict[str, str]:
+    """The sweep setting of an output: its case's sweep point (``params``) else the row's generation columns.
+
+    Seeds are not a setting: each input and instruction keeps its seed across the sweep.
+    """
+    cid = str(row.get("case_id"))
+    if params is not None and cid in params:
+        point = dict(params[cid])
+    else:
+        point = {k: row.get(k) for k in SWEEP_ORDER if row.get(k) not in (None, "")}
+    return {k: _fmt(v) for k, v in point.items() if _fmt(v) != ""}
+
+
+def edit_grids(outputs: list[dict[str, Any]], embedder: ImageEmbedder, random_cases: set[str],
+               params: dict[str, dict[str, Any]] | None = None,
+               budget: int = EDIT_IMAGE_BUDGET) -> tuple[list[EditGrid], int]:
+    """One compact grid per input (``outputs.csv`` rows); returns the grids and how many outputs were left out
+    for the image budget.
+
+    Columns are the sweep settings that vary across the outputs (labelled by what varies: ``ig=1.5, ddim``);
+    what every output shares is listed once above the grid. A ``target_image`` column (or ``target_path``), when
+    a task saved one, fills the target column.
+    """
+    settings = [_setting(r, params) for r in outputs]
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    varying = [k for k in keys if len({s.get(k, "") for s in settings}) > 1]
+    varying.sort(key=lambda k: SWEEP_ORDER.index(k) if k in SWEEP_ORDER else -1)
+    fixed_all = {k: settings[0][k] for k in keys if k not in varying and k in settings[0]}
+
+    def column(s: dict[str, str]) -> str:
+        return ", ".join(s.get(k, "-") if k == "scheduler" else f"{_SHORT.get(k, k)}={s.get(k, '-')}"
+                         for k in varying) or "output"
+
+    by_input: dict[str, list[tuple[dict[str, Any], str]]] = {}
+    for row, s in zip(outputs, settings, strict=True):
+        src = str(row.get("input_image") or row.get("input_path") or "")
+        by_input.setdefault(src, []).append((row, column(s)))
+    col_order = {}
+    for s in sorted(settings, key=lambda s: tuple(_sort_key(s.get(k, "")) for k in varying)):
+        col_order.setdefault(column(s), len(col_order))
+    grids, left_out, used = [], 0, 0
+    for src, items in by_input.items():
+        if used + len(items) > budget:
+            left_out += len(items)
+            continue
+        used += len(items)
+        columns = sorted({c for _, c in items}, key=col_order.__getitem__)
+        prompts = list(dict.fromkeys(str(r.get("prompt") or "") for r, _ in items))
+        rows = []
+        for prompt in prompts:
+            cells: list[Embedded | None] = [None] * len(columns)
+            target = None
+            for r, c in items:
+                if str(r.get("prompt") or "") != prompt:
+                    continue
+                cell = embedder.embed(str(r.get("path") or ""), EDIT_CELL_SIDE)
+                if "valid" in r and not _truthy(r.get("valid")):
+                    cell = Embedded(cell.uri, cell.width, cell.height, cell.source,
+                                    f"invalid: {r.get('invalid_reason') or 'excluded from metrics'}", cell.pixelated)
+                if cells[columns.index(c)] is None:  # several samples per setting: the first
+                    cells[columns.index(c)] = cell
+                tpath = r.get("target_image") or r.get("target_path")
+                if target is None and looks_like_image_path(tpath):
+                    target = embedder.embed(str(tpath), EDIT_CELL_SIDE)
+            rows.append(EditRow(prompt, target if target is not None and target.ok else None, cells))
+        input_image = embedder.embed(src, EDIT_CELL_SIDE) if looks_like_image_path(src) else None
+        first = items[0][0]
+        grids.append(EditGrid(
+            input_label=str(first.get("input_name") or first.get("input_path") or src),
+            input_image=input_image if input_image is not None and input_image.ok else None,
+            columns=columns, rows=rows, fixed=fixed_all,
+            random_weights=any(str(r.get("case_id")) in random_cases for r, _ in items)))
     return grids, left_out

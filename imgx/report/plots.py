@@ -191,3 +191,33 @@ def stacked_bar_plot(labels: Sequence[str], stages: dict[str, Sequence[float]], 
     if title:
         ax.set_title(plain(title, 90), fontsize=10)
     return _svg(fig)
+
+
+def trend_plot(labels: Sequence[str], series: dict[str, Sequence[tuple[int, float, float | None, float | None]]],
+               ylabel: str, title: str = "", steps: Sequence[int] = ()) -> str:
+    """Values across commits: one line per machine, CI bars, commits on the x axis, steps as dashed lines.
+
+    Args:
+        labels: x tick labels (short commits), in order.
+        series: name -> ``(x index, value, ci_low, ci_high)`` points.
+        steps: x positions where a step was detected (drawn between ``x - 1`` and ``x``).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    for i, (name, pts) in enumerate(series.items()):
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        err = [[max(0.0, p[1] - p[2]) if p[2] is not None else 0.0 for p in pts],
+               [max(0.0, p[3] - p[1]) if p[3] is not None else 0.0 for p in pts]]
+        ax.errorbar(xs, ys, yerr=err, marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.5, capsize=3,
+                    color=PALETTE[i % len(PALETTE)], label=plain(name, 50))
+    for x in steps:
+        ax.axvline(x - 0.5, color="#cf222e", ls="--", lw=1)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([plain(lab, 12) for lab in labels], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(plain(ylabel))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    if title:
+        ax.set_title(plain(title, 90), fontsize=10)
+    return _svg(fig)

@@ -143,7 +143,7 @@ def test_plots_are_unique_escaped_svg():
 
 
 def test_cpu_vs_cuda_speed_up_by_dtype():
-    from imgx.report.html import device_block
+    from imgx.report.sections import device_block
     from tests.report.fixtures import record, row
 
     recs = []

@@ -80,8 +80,8 @@ def test_summary_comes_first_and_counts_cases(synthetic_report, synthetic_run):
 def test_every_section_is_present(synthetic_report):
     _, html = synthetic_report
     for needle in ("gray-copy", "untrained", "real-split", "Inception weights not present offline",
-                   "digits-classifier", "test_loss", "d_acc_fake", "epoch 3", "Outputs by guidance",
-                   "invalid: black image (NSFW filter?)", "photo-1", "worse than the gray-copy reference (0.84)",
+                   "digits-classifier", "test_loss", "d_acc_fake", "epoch 3", "Outputs by input and instruction",
+                   "invalid: black image (NSFW filter?)", "photo-1", "does not beat gray-copy (0.84)",
                    "Image similarity vs directional similarity", "Latency vs quality (cpu float32)",
                    "Pareto front", "CPU vs CUDA latency", "Per-stage latency", "vae_decode",
                    "random weights (tiny)", "image file missing"):
@@ -94,11 +94,16 @@ def test_edit_grids_hold_every_output_once(synthetic_report, synthetic_run):
     with open(synthetic_run / "outputs.csv", newline="") as fh:
         outputs = list(csv.DictReader(fh))
     edit = [o for o in outputs if o["case_id"].startswith("edit")]
-    grids = html[html.index("Outputs by guidance"):html.index("Image similarity vs directional similarity")]
-    # one cell per output (alt names its guidance pair), one input per grid; no case-panel duplicate of outputs
-    assert grids.count('alt="image_guidance_scale=') == len(edit)
-    assert grids.count('alt="input"') == len(edit) // 4  # 2 x 2 guidance values per grid
-    assert grids.count("input: <code>") == len(edit) // 4  # each grid names its input
+    start = html.index("Outputs by input and instruction")
+    grids = html[start:html.index("Image similarity vs directional similarity", start)]
+    inputs = {o["input_image"] for o in edit}
+    # one compact grid per input, the input drawn once in it, one cell per output; no case-panel duplicate
+    assert grids.count('class="egrid"') == len(inputs) == 2
+    assert grids.count('alt="input"') == len(inputs)
+    assert grids.count("<img") == len(edit) + len(inputs)
+    # the instructions run down the rows, each once per grid; the sweep settings are the columns
+    assert grids.count('<th class="instr">make it a pencil sketch</th>') == len(inputs)
+    assert re.search(r"<th>[^<]*ig=[0-9.]+, g=[0-9.]+</th>", grids)
     assert "outputs" not in [g for g in re.findall(r"<h4>([^<]+)</h4>", html)]
 
 

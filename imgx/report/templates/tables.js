@@ -35,6 +35,20 @@
       th.addEventListener("click", function () { sortBy(table, i, th); });
     });
   });
+  // CSV downloads are built from the table's exact values (data-v) on click: nothing is embedded twice.
+  function csvCell(s) { return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
+  document.querySelectorAll("a[data-csv]").forEach(function (a) {
+    a.addEventListener("click", function () {
+      var table = document.getElementById(a.getAttribute("data-csv")), lines = [];
+      lines.push(Array.prototype.map.call(table.tHead.rows[0].cells, function (c) {
+        return csvCell(c.textContent); }).join(","));
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
+        lines.push(Array.prototype.map.call(r.cells, function (c) {
+          return csvCell(c.getAttribute("data-v") || ""); }).join(","));
+      });
+      a.href = "data:text/csv;charset=utf-8," + encodeURIComponent(lines.join("\n") + "\n");
+    });
+  });
   document.querySelectorAll("input.tablefilter").forEach(function (input) {
     input.addEventListener("input", function () { filter(input); });
   });
