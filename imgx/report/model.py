@@ -39,11 +39,6 @@ def metric_direction(name: str) -> str:
         return ""
 
 
-# Reference meanings for an imgx whose metric metadata does not carry them yet (``imgx.metrics.reference_role``).
-_DEFAULT_ROLES = {"gray-copy": "floor", "untrained": "floor", "identity": "floor", "oracle": "ceiling",
-                  "real-split": "ceiling"}
-
-
 def metric_better(name: str) -> str:
     """``higher``, ``lower``, ``neither`` (a trade-off metric) from the metric metadata; empty for unknown names."""
     try:
@@ -67,27 +62,16 @@ def is_quality(name: str) -> bool:
 
 
 def reference_role(metric: str, reference: str) -> str:
-    """What ``reference`` means for ``metric``: ``floor`` (to beat), ``ceiling``, ``bound`` or ``context``.
+    """What ``reference`` means for ``metric``: ``floor`` (to beat), ``ceiling``, ``bound`` or ``context``."""
+    from imgx.metrics import reference_role as role
 
-    Read from the metric metadata (``imgx.metrics.reference_role``) when this imgx has it.
-    """
-    try:
-        from imgx.metrics import reference_role as role
-    except ImportError:
-        return _DEFAULT_ROLES.get(reference, "context")
     return role(metric.split("[")[0], reference)
 
 
 def worse_than_floors(metric: str, value: float | None, references: dict[str, float | None]) -> list[str]:
     """The floor references of ``metric`` that ``value`` does not beat (the metric metadata says which are floors)."""
-    try:
-        from imgx.metrics import worse_than_floors as worse
-    except ImportError:
-        better = metric_better(metric)
-        if value is None or better not in ("higher", "lower"):
-            return []
-        return [ref for ref, rv in references.items() if rv is not None and reference_role(metric, ref) == "floor"
-                and (value < rv if better == "higher" else value > rv)]
+    from imgx.metrics import worse_than_floors as worse
+
     return worse(metric.split("[")[0], value, references)
 
 
