@@ -101,7 +101,7 @@ def run(case, ctx) -> CaseResult:
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
     from imgx.models.ip2p_train import annotate_trained, prepare_trained
-    from imgx.tasks.batched_sweep import edit_outputs
+    from imgx.tasks.batched_sweep import edit_outputs, note_for
     from imgx.tasks.batched_sweep import record as record_sweep
     from imgx.tasks.edit_truth import truth_rows
 
@@ -155,7 +155,7 @@ def run(case, ctx) -> CaseResult:
 
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(results), spec.max_invalid)
-    detail = record_sweep(sweep, rows, info, detail)
+    detail = record_sweep(sweep, rows, info, detail, note_for(case, ctx))
 
     info.update({
         "model": {k: v for k, v in loaded.info.items()},

@@ -412,8 +412,8 @@ def run(case, ctx) -> CaseResult:
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
+    from imgx.tasks.batched_sweep import note_for, text_to_image_outputs
     from imgx.tasks.batched_sweep import record as record_sweep
-    from imgx.tasks.batched_sweep import text_to_image_outputs
 
     spec, inf = case.spec, case.spec.inference
     data = load_data(spec.data, case.seed, ctx.resources)
@@ -515,7 +515,7 @@ def run(case, ctx) -> CaseResult:
 
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(outputs), spec.max_invalid)
-    detail = record_sweep(sweep, rows, info, detail)
+    detail = record_sweep(sweep, rows, info, detail, note_for(case, ctx))
     info.update({
         "model": dict(loaded.info),
         "random_weights": bool(loaded.info.get("random_weights")),
