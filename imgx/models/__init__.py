@@ -1,6 +1,7 @@
 """Model registry. Entries are lazy so that validating a suite never imports diffusers or transformers.
 
-``meta["task"]`` names the task a model serves; ``meta["options"]`` the ``model:`` keys it accepts.
+``meta["task"]`` names the task a model serves; ``meta["options"]`` the ``model:`` keys it accepts;
+``meta["call_args"]`` (diffusion models) the ``inference:`` settings its pipelines' ``__call__`` takes.
 """
 
 from imgx.registry import Registry
@@ -14,7 +15,13 @@ MODELS.register("dcgan", "imgx.models.dcgan:DCGAN", task="generate", options={"l
                 help="DCGAN: noise (latent_dim) to 28x28x1 in [-1, 1], BCE, balanced updates")
 MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline", task="edit",
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                call_args={"guidance_scale", "num_inference_steps", "image_guidance_scale"},
                 help="diffusers StableDiffusionInstructPix2PixPipeline: hub id, local folder or 'tiny'")
+MODELS.register("diffusers-img2img", "imgx.models.instruct_pix2pix:load_pipeline", task="edit",
+                options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                call_args={"guidance_scale", "num_inference_steps", "strength"},
+                help="any diffusers image-to-image pipeline (SD 1/2, SDXL img2img) via AutoPipelineForImage2Image: "
+                     "hub id, local folder or 'tiny'")
 MODELS.register("pix2pix", "imgx.models.pix2pix:Pix2Pix", task="translate",
                 options={"loss", "lambda_l1", "depth", "width"}, needs_pairs=True, halvings=("depth", 5),
                 help="U-Net generator + conditional PatchGAN; loss l1, gan or l1+gan (lambda_l1 100), Adam betas 0.5")
@@ -24,6 +31,7 @@ MODELS.register("cyclegan", "imgx.models.cyclegan:CycleGAN", task="translate",
 
 MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline", task="text-to-image",
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                call_args={"guidance_scale", "num_inference_steps"},
                 help="diffusers StableDiffusionPipeline (SDXL/SD-turbo via AutoPipelineForText2Image): hub id, "
                      "local folder, 'tiny' or 'train' (a micro model trained here on the case's captioned data)")
 

@@ -211,7 +211,12 @@ def edit_outputs(case, ctx, loaded, images: list, pairs: list) -> SweepOutputs |
                               progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))
         return split(group, len(pairs), made, size, loaded)
 
-    return outputs_for(case, ctx, compute)
+    name = type(loaded.pipe).__name__
+    reason = None if name == "StableDiffusionInstructPix2PixPipeline" else (
+        f"not batched: {name} starts each point from its input's VAE latents sampled with the point's generator and "
+        "noised to its strength's timestep, which the batched loop (InstructPix2Pix, text-to-image) does not "
+        "reproduce; one pipeline call per point")
+    return outputs_for(case, ctx, compute, refuse=lambda: reason)
 
 
 def text_to_image_outputs(case, ctx, loaded, calls: list, size: int | None) -> SweepOutputs | None:
