@@ -7,6 +7,11 @@ ledger are not recomputed) are made by :func:`imgx.diffusion.batched.denoise_poi
 ``ctx.resources`` until their case runs and takes them. A case alone in its group runs as before (one pipeline
 call per output), so its outputs stay bit-identical to bare diffusers calls. ``inference.batch_sweep: false``
 turns this off.
+
+A batched image equals its bare call within float rounding, which random weights amplify (see
+:func:`batch_dependence`): such figures are labelled in their rows' detail, and so are the points of a group run
+only in part (resumed, sharded, selected), whose loops differ from an uninterrupted run's. Pipelines the loop
+cannot reproduce (LCM-style UNets, image-to-image) run one call per point with the reason in the case's detail.
 """
 
 from __future__ import annotations
@@ -94,9 +99,8 @@ def record(sweep: SweepOutputs | None, rows: list[MetricRow], info: dict[str, An
                 row.detail = "; ".join(filter(None, [row.detail, *labels]))
     if note.reason:
         info["batched_sweep_refused"] = note.reason
-    extra = [*(sweep.halvings if sweep else []), note.reason, *([] if sweep is None else
-                                                                  [sweep.info.get("partial")]), note.label]
-    return "; ".join(dict.fromkeys(filter(None, [detail, *extra])))
+    partial = note.label or (sweep.info.get("partial") if sweep else None)
+    return "; ".join(filter(None, [detail, *(sweep.halvings if sweep else []), note.reason, partial]))
 
 
 # Measured (issue 24): batched points against one bare call per point, max uint8 difference. Random weights
