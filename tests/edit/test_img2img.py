@@ -151,3 +151,21 @@ def test_an_instruct_pix2pix_folder_is_refused_for_img2img(tmp_path, tiny_pipe_d
     assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "an InstructPix2Pix pipeline; load it with model: instruct-pix2pix" in err and "Traceback" not in err
+
+
+def test_pickle_weights_and_uncached_hub_ids_are_refused(tmp_path, capsys):
+    """The InstructPix2Pix path's loading rules hold: safetensors only, cache-only offline (exit 2, no traceback)."""
+    from diffusers import StableDiffusionPipeline
+
+    from imgx.models.tiny import tiny_text2image_components
+
+    pickled = tmp_path / "pickled"
+    StableDiffusionPipeline(**tiny_text2image_components(), image_encoder=None,
+                            requires_safety_checker=False).save_pretrained(pickled, safe_serialization=False)
+    for weights, said in ((str(pickled), "only pickle checkpoints"),
+                          ("nobody/not-cached-img2img", "not in the local Hugging Face cache")):
+        (tmp_path / "s").mkdir(exist_ok=True)
+        suite = _suite(tmp_path / "s", model=f"{{name: diffusers-img2img, weights: '{weights}'}}", metrics="[ssim]")
+        assert main(["run", str(suite), "--out", str(tmp_path / "s" / weights.replace("/", "_")), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, err
