@@ -268,6 +268,7 @@ class SuiteRun:
         self.environment = manifest["environment"]
         self.ledger = read_ledger(self.out)
         self.ctx.plan = pending(self.planned, self.ledger)
+        self.ctx.cases = list(self.planned)
 
     @property
     def _argv(self) -> list[str]:

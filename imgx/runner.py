@@ -52,7 +52,8 @@ class RunContext:
 
     ``resources`` lives for the whole process, so a task can keep a loaded pipeline or a cached
     feature extractor across the cases that share it. ``plan`` lists the cases this process will still run, in
-    order, so that a task can compute later cases' outputs ahead (batched sweeps, :mod:`imgx.tasks.batched_sweep`).
+    order, so that a task can compute later cases' outputs ahead (batched sweeps, :mod:`imgx.tasks.batched_sweep`);
+    ``cases`` lists every case of the run, so that it can tell when it computes only part of a sweep.
     """
 
     out: Path
@@ -62,6 +63,7 @@ class RunContext:
     process_index: int = 0
     num_processes: int = 1
     plan: list[Case] = field(default_factory=list)
+    cases: list[Case] = field(default_factory=list)  # every case of the run (all processes, ledger included)
 
     @property
     def images_dir(self) -> Path:
@@ -457,6 +459,7 @@ def run_suite(suite_path: str | Path, out: str | Path | None = None, *, device: 
             write_manifest(out, suite, argv, started, None, {"planned": len(cases), "num_processes": num_processes})
         ledger = read_ledger(out)
         ctx.plan = pending(mine, ledger)
+        ctx.cases = list(cases)
         from imgx.progress import SuiteBar, logs_through_bars
 
         bar = SuiteBar(ctx, mine, {c.key for c in mine if ledger.get(c.key, {}).get("status", "skipped") != "skipped"},

@@ -20,7 +20,11 @@ guidance, so it is not run. ``Denoised.unet_rows`` against ``bare_unet_rows`` sa
 
 Latents are decoded by the VAE and post-processed (safety checker included) as the pipeline does. The only
 differences from bare calls are the batch size the kernels see and the order of a few additions, which change
-float rounding (tests bound it).
+float rounding: within 2 uint8 levels on trained weights for every scheduler (tests bound it), but amplified by
+random weights with deterministic samplers, where even bare calls of different batch sizes differ (issue 24).
+
+Stable Diffusion XL (:class:`SDXLBranches`) adds each row's pooled text embedding and size ``time_ids``;
+:func:`text_to_image_branches` says which pipelines the loop reproduces and why not the others.
 """
 
 from __future__ import annotations
@@ -173,7 +177,62 @@ class TextToImageBranches:
         return uncond + point.guidance_scale * (text - uncond)
 
 
-BRANCHES = {"instruct-pix2pix": Pix2PixBranches, "text-to-image": TextToImageBranches}
+class SDXLBranches(TextToImageBranches):
+    """Stable Diffusion XL text-to-image: the branches of :class:`TextToImageBranches`, each with its pooled text
+    embedding and the size conditioning ``time_ids`` in ``added_cond_kwargs``, as ``StableDiffusionXLPipeline``."""
+
+    @staticmethod
+    def prompt_embeds(pipe, prompt: str, device):
+        """:class:`Conditioning` of ``(2, L, D)`` hidden states and ``(2, P)`` pooled embeddings: empty, text."""
+        import torch
+
+        text, negative, pooled, negative_pooled = pipe.encode_prompt(
+            prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True)
+        return Conditioning(torch.cat([negative, text]), torch.cat([negative_pooled, pooled]))
+
+    @staticmethod
+    def added_cond(pipe, pooled, height: int, width: int):
+        """``added_cond_kwargs`` for rows with these pooled embeddings at this output size (no crop), as the
+        pipeline's defaults make them (``original_size = target_size = (height, width)``)."""
+        projection = (int(pooled.shape[-1]) if getattr(pipe, "text_encoder_2", None) is None
+                      else pipe.text_encoder_2.config.projection_dim)
+        time_ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=pooled.dtype,
+                                          text_encoder_projection_dim=projection)
+        return {"text_embeds": pooled, "time_ids": time_ids.to(pooled.device).repeat(len(pooled), 1)}
+
+
+@dataclass
+class Conditioning:
+    """One prompt's branch rows when the UNet needs more than hidden states: ``hidden`` ``(B, L, D)`` and
+    ``pooled`` ``(B, P)`` (SDXL's ``text_embeds``), one row per branch kind."""
+
+    hidden: Any
+    pooled: Any = None
+
+
+BRANCHES = {"instruct-pix2pix": Pix2PixBranches, "text-to-image": TextToImageBranches, "sdxl": SDXLBranches}
+
+
+def text_to_image_branches(pipe):
+    """The branches that reproduce ``pipe``'s own call, or a one-line reason why none does here.
+
+    Returns:
+        ``(branches, None)``, or ``(None, reason)`` when the batched loop cannot reproduce the pipeline's call
+        (the task then calls the pipeline once per point and writes the reason in the case's detail).
+    """
+    unet = pipe.unet.config
+    if getattr(unet, "time_cond_proj_dim", None) is not None:
+        return None, (f"not batched: the UNet takes a guidance-scale embedding (time_cond_proj_dim "
+                      f"{unet.time_cond_proj_dim}, LCM-style), which the batched loop does not compute; one "
+                      "pipeline call per point")
+    added = getattr(unet, "addition_embed_type", None)
+    name = type(pipe).__name__
+    if added == "text_time" and name == "StableDiffusionXLPipeline":
+        return SDXLBranches, None
+    if added in (None, "text") and name == "StableDiffusionPipeline":
+        return TextToImageBranches, None
+    return None, (f"not batched: {name} with a UNet addition embedding {added!r} is not one the batched loop "
+                  "reproduces (StableDiffusionPipeline, StableDiffusionXLPipeline); one pipeline call per point")
 
 
 class Encodings:
@@ -341,15 +400,17 @@ def _loop(pipe, points: list[Point], steps: int, branches, encodings: Encodings,
     device = encodings.device
     guided = [branches.guided(pipe, p) for p in points]
     needed = [branches.needed(g, p) for g, p in zip(guided, points, strict=True)]
-    embeds = [encodings.prompt(p.prompt) for p in points]
+    conds = [encodings.prompt(p.prompt) for p in points]
+    embeds = [c.hidden if isinstance(c, Conditioning) else c for c in conds]
+    pooled = [c.pooled if isinstance(c, Conditioning) else None for c in conds]
     dtype = embeds[0].dtype
     image_keys = [encodings.image_key(p) for p in points]
     extra = None
+    scale = pipe.vae_scale_factor
     if branches.image_latents is not None:
         extra = [encodings.image(p, dtype) for p in points]
         lat_h, lat_w = extra[0].shape[-2:]
     else:
-        scale = pipe.vae_scale_factor
         sample = pipe.unet.config.sample_size
         sample = (sample, sample) if isinstance(sample, int) else sample
         lat_h, lat_w = (height or sample[0] * scale) // scale, (width or sample[1] * scale) // scale
@@ -388,19 +449,50 @@ def _loop(pipe, points: list[Point], steps: int, branches, encodings: Encodings,
         if extra:
             x = torch.cat([x, torch.cat([extra[k][b:b + 1] for k, b in sources])], dim=1)
         hidden = torch.cat([embeds[k][b:b + 1] for k, b in sources])
-        pred = pipe.unet(x, timesteps[i], encoder_hidden_states=hidden, return_dict=False)[0]
+        unet_kwargs = {}
+        if pooled[0] is not None:
+            rows = torch.cat([pooled[k][b:b + 1] for k, b in sources])
+            unet_kwargs["added_cond_kwargs"] = branches.added_cond(pipe, rows, lat_h * scale, lat_w * scale)
+        pred = pipe.unet(x, timesteps[i], encoder_hidden_states=hidden, return_dict=False, **unet_kwargs)[0]
         unet_rows += len(sources)
         for k, (p, s) in enumerate(zip(points, schedulers, strict=True)):
             noise_pred = branches.combine({kind: pred[r:r + 1] for kind, r in slots[k].items()}, p)
             latents[k] = s.step(noise_pred, s.timesteps[i], latents[k], **step_kwargs[k], return_dict=False)[0]
         classes = _renumber([(classes[k], p.prompt, image_keys[k], p.guidance_scale, p.image_guidance_scale)
                              for k, p in enumerate(points)])
-    image = pipe.vae.decode(torch.cat(latents) / pipe.vae.config.scaling_factor, return_dict=False)[0]
-    image, flags = pipe.run_safety_checker(image, device, dtype)
+    image = _decode(pipe, torch.cat(latents))
+    flags = None
+    if hasattr(pipe, "run_safety_checker"):  # SDXL pipelines have none
+        image, flags = pipe.run_safety_checker(image, device, dtype)
+    if getattr(pipe, "watermark", None) is not None:  # SDXL's invisible watermark, when the package is installed
+        image = pipe.watermark.apply_watermark(image)
     denormalize = [True] * image.shape[0] if flags is None else [not f for f in flags]
     out = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
     nsfw = [None] * len(points) if flags is None else [bool(f) for f in flags]
     return list(out), nsfw, unet_rows, bare_per_step * len(timesteps)
+
+
+def _decode(pipe, latents):
+    """VAE-decode latents as the pipeline does: SDXL's ``latents_mean``/``latents_std`` when the VAE has them, and
+    a float16 VAE with ``force_upcast`` decoded in float32 (it overflows in float16)."""
+    import torch
+
+    vae, xl = pipe.vae, hasattr(pipe, "text_encoder_2")  # SD 1/2 pipelines ignore both settings
+    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+    if xl and mean is not None and std is not None:
+        view = (1, len(mean), 1, 1)
+        latents = (latents * torch.tensor(std).view(view).to(latents) / vae.config.scaling_factor
+                   + torch.tensor(mean).view(view).to(latents))
+    else:
+        latents = latents / vae.config.scaling_factor
+    upcast = xl and vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    if not upcast:
+        return vae.decode(latents, return_dict=False)[0]
+    vae.to(torch.float32)
+    try:
+        return vae.decode(latents.float(), return_dict=False)[0]
+    finally:
+        vae.to(torch.float16)
 
 
 def _renumber(keys: list[Hashable]) -> list[int]:

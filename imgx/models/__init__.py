@@ -7,6 +7,7 @@ other translation model is trained by imgx's supervised loop).
 Names that other packages register through the entry-point group ``imgx.models`` join it (``meta["plugin"]``: the
 distribution; their task and options are known only once imported, at run time). What a model of each task must
 be is :mod:`imgx.models.protocol`.
+``meta["call_args"]`` (diffusion models) the ``inference:`` settings its pipelines' ``__call__`` takes.
 """
 
 from imgx.registry import Registry
@@ -20,7 +21,13 @@ MODELS.register("dcgan", "imgx.models.dcgan:DCGAN", task="generate", options={"l
                 help="DCGAN: noise (latent_dim) to 28x28x1 in [-1, 1], BCE, balanced updates")
 MODELS.register("instruct-pix2pix", "imgx.models.instruct_pix2pix:load_pipeline", task="edit", pipeline=True,
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                call_args={"guidance_scale", "num_inference_steps", "image_guidance_scale"},
                 help="diffusers StableDiffusionInstructPix2PixPipeline: hub id, local folder or 'tiny'")
+MODELS.register("diffusers-img2img", "imgx.models.instruct_pix2pix:load_pipeline", task="edit", pipeline=True,
+                options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                call_args={"guidance_scale", "num_inference_steps", "strength"},
+                help="any diffusers image-to-image pipeline (SD 1/2, SDXL img2img) via AutoPipelineForImage2Image: "
+                     "hub id, local folder or 'tiny'")
 MODELS.register("pix2pix", "imgx.models.pix2pix:Pix2Pix", task="translate", trainer="pix2pix",
                 options={"loss", "lambda_l1", "depth", "width"}, needs_pairs=True, halvings=("depth", 5),
                 help="U-Net generator + conditional PatchGAN; loss l1, gan or l1+gan (lambda_l1 100), Adam betas 0.5")
@@ -30,6 +37,7 @@ MODELS.register("cyclegan", "imgx.models.cyclegan:CycleGAN", task="translate", t
 
 MODELS.register("stable-diffusion", "imgx.models.instruct_pix2pix:load_pipeline", task="text-to-image", pipeline=True,
                 options={"weights", "dtype", "safety_checker", "variant", "attention", "compile", "channels_last"},
+                call_args={"guidance_scale", "num_inference_steps"},
                 help="diffusers StableDiffusionPipeline (SDXL/SD-turbo via AutoPipelineForText2Image): hub id, "
                      "local folder, 'tiny' or 'train' (a micro model trained here on the case's captioned data)")
 MODELS.register("outputs", "imgx.tasks.score:OUTPUTS", task="score", options=set(),

@@ -58,6 +58,11 @@ KINDS = {
     "edit": PipelineKind("edit", "InstructPix2Pix", DEFAULT_WEIGHTS, 8,
                          "an InstructPix2Pix UNet takes 8 (noise latents + image latents). Is this a text-to-image "
                          "Stable Diffusion folder?", "tiny_pix2pix_dir"),
+    # Any diffusers image-to-image pipeline (model diffusers-img2img): SD 1/2, SDXL img2img; tiny is the tiny
+    # text-to-image folder, which AutoPipelineForImage2Image loads as StableDiffusionImg2ImgPipeline.
+    "img2img": PipelineKind("img2img", "diffusers image-to-image", "stable-diffusion-v1-5/stable-diffusion-v1-5", 4,
+                            "an image-to-image UNet takes 4 (noise latents). Is this an InstructPix2Pix folder "
+                            "(model: instruct-pix2pix) or an inpainting one?", "tiny_text2image_dir"),
     "text-to-image": PipelineKind("text-to-image", "Stable Diffusion text-to-image",
                                   "stable-diffusion-v1-5/stable-diffusion-v1-5", 4,
                                   "a text-to-image UNet takes 4 (noise latents). Is this an InstructPix2Pix or "
@@ -249,7 +254,8 @@ def load_pipeline(spec, device: str = "cpu", cache_dir: str | Path | None = None
         device: ``cpu`` or ``cuda[:N]``.
         cache_dir: where ``tiny`` is built (``ctx.cache_dir``).
         resources: the run's shared resources (``ctx.resources``); the pipeline is kept there and reused.
-        kind: ``edit`` (InstructPix2Pix) or ``text-to-image`` (see :data:`KINDS`).
+        kind: ``edit`` (InstructPix2Pix), ``img2img`` (any diffusers image-to-image pipeline) or ``text-to-image``
+            (see :data:`KINDS`).
 
     Raises:
         WeightsError: weights missing, unsafe or not a pipeline of that kind.
@@ -279,12 +285,16 @@ def pipeline_class(kind: str, index: dict[str, Any]):
 
     ``edit``: ``StableDiffusionInstructPix2PixPipeline``. ``text-to-image``: ``StableDiffusionPipeline`` when
     ``model_index.json`` names it (or a subclass-free SD 1/2 folder), otherwise ``AutoPipelineForText2Image``,
-    which maps the named class (e.g. ``StableDiffusionXLPipeline``) to its text-to-image pipeline.
+    which maps the named class (e.g. ``StableDiffusionXLPipeline``) to its text-to-image pipeline. ``img2img``:
+    ``AutoPipelineForImage2Image``, which maps the named class to its image-to-image pipeline
+    (``StableDiffusionPipeline`` → ``StableDiffusionImg2ImgPipeline``, SDXL → ``StableDiffusionXLImg2ImgPipeline``).
     """
     import diffusers
 
     if kind == "edit":
         return diffusers.StableDiffusionInstructPix2PixPipeline
+    if kind == "img2img":
+        return diffusers.AutoPipelineForImage2Image
     if index.get("_class_name") in (None, "StableDiffusionPipeline"):
         return diffusers.StableDiffusionPipeline
     return diffusers.AutoPipelineForText2Image
@@ -294,6 +304,9 @@ def _load(spec, device: str, cache_dir: Path, key: tuple, what: PipelineKind = K
     folder, info = resolve_weights(spec.weights, cache_dir, variant=spec.variant, safety_checker=spec.safety_checker,
                                    kind=what.name)
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    if what.name == "img2img" and index.get("_class_name") == "StableDiffusionInstructPix2PixPipeline":
+        raise WeightsError(f"{folder}: an InstructPix2Pix pipeline; load it with model: instruct-pix2pix "
+                           "(diffusers-img2img loads SD 1/2 and SDXL image-to-image pipelines)")
     cls = pipeline_class(what.name, index)
     kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(spec.dtype), "use_safetensors": True,
                               "local_files_only": True, "variant": spec.variant}

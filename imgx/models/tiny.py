@@ -141,6 +141,37 @@ def tiny_text2image_components(seed: int = 0) -> dict:
     return components
 
 
+def tiny_sdxl_components(seed: int = 0) -> dict:
+    """The components of a tiny Stable Diffusion XL pipeline (random weights, seeded; as diffusers' SDXL tests).
+
+    Two 2-layer CLIP text encoders (the second with a 32-d projection, whose pooled output SDXL adds to the time
+    embedding), a UNet with SDXL's ``text_time`` addition embedding over 16x16 latents, the tiny VAE and the byte
+    tokenizer for both encoders. ``StableDiffusionXLPipeline(**parts)`` and ``StableDiffusionXLImg2ImgPipeline(
+    **parts)`` both take them; default output 32x32.
+    """
+    import torch
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    base = tiny_pix2pix_components(seed, safety_checker=False)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=1)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(_text_config(projection=32))
+    torch.manual_seed(seed + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(projection=32))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    return {"unet": unet, "vae": base["vae"], "text_encoder": text_encoder, "text_encoder_2": text_encoder_2,
+            "tokenizer": tiny_clip_tokenizer(), "tokenizer_2": tiny_clip_tokenizer(), "scheduler": scheduler,
+            "image_encoder": None, "feature_extractor": None}
+
+
 def _atomic_dir(target: Path, build) -> Path:
     """Build a folder in a temporary sibling and move it into place, so a crash never leaves half a model."""
     target = Path(target)

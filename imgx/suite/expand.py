@@ -22,6 +22,7 @@ from imgx.suite.schema import SWEEP_AXES, CaseSpec, DataSpec
 _SEED_NEUTRAL = {"device", "dtype", "attention", "compile", "channels_last", "cpu_threads"}
 # Inference settings that change how outputs are computed (batched or not), not what they are: not in the key.
 _KEY_NEUTRAL = {"batch_sweep", "max_batch"}
+_KEY_IF_SET = {"strength"}  # inference keys added later: keyed only when set, so older cases keep their keys
 
 
 @dataclass
@@ -121,7 +122,8 @@ def expand(suite: Suite) -> list[Case]:
             case_id = spec.id + ("[" + ",".join(f"{n}={_fmt(v)}" for n, v in params.items()) + "]" if params else "")
             seed = derive_seed(suite.spec.seed, spec.id, point.seed)
             config = point.model_dump(mode="json", exclude={"marks", "gates", "regression", "max_invalid"})
-            keyed = {**config, "inference": {k: v for k, v in config["inference"].items() if k not in _KEY_NEUTRAL}}
+            keyed = {**config, "inference": {k: v for k, v in config["inference"].items() if k not in _KEY_NEUTRAL
+                                             and not (k in _KEY_IF_SET and v is None)}}
             if point.model.checkpoint:  # new weights at the same path are a new case, not a resumed one
                 keyed["checkpoint_sha256"] = file_sha256(point.model.checkpoint)
             keyed_parts = {"config": keyed, "seed": seed, "data": _memo(memo, point.data), "imgx": __version__}

@@ -244,6 +244,9 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
     if task == "edit" and not case.prompts and case.data.name not in ("edit-csv", "photo-edits"):
         problems.add(loc + ("prompts",), "an edit case needs prompts (or data: edit-csv or photo-edits, whose rows "
                                          "carry instructions)")
+    if task == "edit" and case.model.weights == "train" and case.model.name == "diffusers-img2img":
+        problems.add(loc + ("model", "weights"), "weights: train trains an InstructPix2Pix (model: instruct-pix2pix); "
+                                                 "diffusers-img2img takes a hub id, a local folder or tiny")
     if task == "edit" and "train" in case.model_fields_set and case.model.weights != "train":
         problems.add(loc + ("train",), "train: applies to an edit case only with model.weights: train")
     if task == "text-to-image":
@@ -408,6 +411,26 @@ def _check_text_to_image(case: CaseSpec, loc: tuple, problems: _Problems) -> Non
                      f"model: train trains a CLIP on image-caption pairs; data set {case.data.name!r} has no captions")
 
 
+CALL_ARGS = ("image_guidance_scale", "guidance_scale", "num_inference_steps", "strength")
+
+
+def _check_call_args(case_dict: dict, case: CaseSpec, loc: tuple, problems: _Problems) -> None:
+    """Pipeline call settings (``inference:`` or a sweep axis) the model's pipelines do not take (``call_args``)."""
+    meta = MODELS.meta(case.model.name) if case.model.name in MODELS else {}
+    takes = meta.get("call_args")
+    if takes is None:
+        return
+    sweep = case_dict.get("sweep") if isinstance(case_dict.get("sweep"), dict) else {}
+    for key in CALL_ARGS:
+        if key in takes:
+            continue
+        where = (("sweep", key) if key in sweep else ("inference", key)
+                 if key in case.inference.model_fields_set else None)
+        if where:
+            problems.add(loc + where, f"model {case.model.name!r} takes no {key!r} (its pipeline's __call__ has "
+                                      f"none); it takes {', '.join(sorted(takes))}")
+
+
 def _check_sweep(case_dict: dict, case: CaseSpec | None, loc: tuple, problems: _Problems) -> int:
     """Validate every sweep value in place of its field; returns the number of points (0 when invalid)."""
     sweep = case_dict.get("sweep") or {}
@@ -535,6 +558,7 @@ def load_suite(path: str | Path | dict) -> Suite:
         if warning:
             warnings.setdefault(case.id, []).append(problems.format(loc + warning[0], warning[1]))
         points = _check_sweep(merged, case, loc, problems)
+        _check_call_args(merged, case, loc, problems)
         if isinstance(case.device, list):
             points *= max(1, len(case.device))
         total += points

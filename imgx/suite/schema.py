@@ -84,6 +84,8 @@ class InferenceSpec(_Strict):
     image_guidance_scale: float = Field(1.5, ge=0, le=50)
     guidance_scale: float = Field(7.5, ge=0, le=100)
     num_inference_steps: int = Field(20, ge=1, le=1000)
+    # Image-to-image (model diffusers-img2img) only: how far the input is noised; None = the pipeline's default.
+    strength: float | None = Field(None, gt=0, le=1)
     scheduler: str = "euler-ancestral"
     warmup: int = Field(1, ge=0, le=100)
     repeats: int = Field(3, ge=1, le=1000)
@@ -135,6 +137,7 @@ SWEEP_AXES: dict[str, tuple[str, ...]] = {
     "image_guidance_scale": ("inference", "image_guidance_scale"),
     "guidance_scale": ("inference", "guidance_scale"),
     "num_inference_steps": ("inference", "num_inference_steps"),
+    "strength": ("inference", "strength"),
     "scheduler": ("inference", "scheduler"),
     "image_size": ("data", "image_size"),
     "dtype": ("model", "dtype"),
@@ -155,6 +158,7 @@ AXIS_TASKS: dict[str, set[str]] = {
     "image_guidance_scale": {"edit"},
     "guidance_scale": {"edit", "text-to-image"},
     "num_inference_steps": {"edit", "text-to-image"},
+    "strength": {"edit"},
     "scheduler": {"edit", "text-to-image"},
     "attention": {"edit", "text-to-image"},
     "compile": {"edit", "text-to-image"},

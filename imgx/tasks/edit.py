@@ -1,4 +1,9 @@
-"""The ``edit`` task: text-guided editing with InstructPix2Pix, one sweep point per case.
+"""The ``edit`` task: text-guided image editing with a diffusers pipeline, one sweep point per case.
+
+``model: instruct-pix2pix`` loads a ``StableDiffusionInstructPix2PixPipeline``; ``model: diffusers-img2img`` any
+diffusers image-to-image pipeline ``AutoPipelineForImage2Image`` maps the folder's ``model_index.json`` to (SD 1/2,
+SDXL img2img), called with ``strength`` instead of ``image_guidance_scale``. The call's keyword arguments are
+checked against the pipeline's own ``__call__`` signature (:func:`call_arguments`).
 
 Steps of a case:
     1. Load the inputs (cached in ``ctx.resources`` across the sweep) and pair each image with each prompt
@@ -12,12 +17,14 @@ Steps of a case:
        Guidance sweeps (``inference.batch_sweep``, default on): when the case has later sweep points that differ
        only in guidance scales, the outputs of all of them come from batched denoising loops
        (:mod:`imgx.tasks.batched_sweep`); latency then comes from ``warmup`` + ``repeats`` single calls of the
-       first pair (only when ``latency`` is requested), never from the batched loops.
+       first pair (only when ``latency`` is requested), never from the batched loops. Image-to-image pipelines
+       are not batched (one call per point; the case detail says why).
     4. Each output is checked (NaN, all black, safety-checker hit), saved as PNG and written to
        ``outputs.csv`` with everything needed to reproduce it with a bare diffusers call:
        ``pipe(prompt, image=Image.open(input_image), num_inference_steps=..., guidance_scale=...,
        image_guidance_scale=..., generator=torch.Generator("cpu").manual_seed(seed)).images[0]``
-       with the scheduler swapped by ``from_config``.
+       with the scheduler swapped by ``from_config`` (image-to-image: ``strength=...`` instead of
+       ``image_guidance_scale``, on ``AutoPipelineForImage2Image.from_pretrained(folder)``).
     5. Invalid outputs are excluded from quality metrics; more than ``max_invalid`` fails the case.
     6. Metrics on the valid outputs: CLIP score / image similarity / directional similarity, pixel metrics
        (input vs output) and latency.
@@ -96,6 +103,47 @@ def make_pairs(spec, data: dict[str, Any], case_seed: int) -> list[Pair]:
     return pairs
 
 
+# Models whose pipelines the edit task loads with a loader kind other than InstructPix2Pix's.
+PIPELINE_KINDS = {"diffusers-img2img": "img2img"}
+
+
+def call_arguments(pipe, inference, kind: str) -> dict[str, Any]:
+    """The keyword arguments of every pipeline call of the case, checked against the pipeline's ``__call__``.
+
+    InstructPix2Pix gets ``image_guidance_scale``; an image-to-image pipeline gets ``strength`` when the case sets
+    it (else the pipeline's default). Always ``num_inference_steps``, ``guidance_scale`` and ``output_type="np"``.
+
+    Raises:
+        WeightsError: the loaded pipeline takes no such argument (naming the ``inference`` field).
+    """
+    import inspect
+
+    from imgx.errors import WeightsError
+
+    wanted: dict[str, Any] = {"num_inference_steps": inference.num_inference_steps,
+                              "guidance_scale": inference.guidance_scale}
+    if kind == "edit":
+        wanted["image_guidance_scale"] = inference.image_guidance_scale
+    elif inference.strength is not None:
+        wanted["strength"] = inference.strength
+    params = inspect.signature(pipe.__call__).parameters
+    for name in wanted:
+        if name not in params:
+            takes = sorted(p for p in params if p in ("num_inference_steps", "guidance_scale",
+                                                      "image_guidance_scale", "strength"))
+            raise WeightsError(f"inference.{name}: {type(pipe).__name__}.__call__ takes no {name!r}; of imgx's "
+                               f"settings it takes {', '.join(takes)}")
+    return {**wanted, "output_type": "np"}
+
+
+def default_strength(pipe) -> float | None:
+    """The ``strength`` a call without one uses (the ``__call__`` default), or None when it takes none."""
+    import inspect
+
+    param = inspect.signature(pipe.__call__).parameters.get("strength")
+    return None if param is None or param.default is inspect.Parameter.empty else float(param.default)
+
+
 def run(case, ctx) -> CaseResult:
     """Run one edit case; see the module docstring."""
     from imgx.models.protocol import uses_pipeline
@@ -108,7 +156,7 @@ def run(case, ctx) -> CaseResult:
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
     from imgx.models.ip2p_train import annotate_trained, prepare_trained
-    from imgx.tasks.batched_sweep import edit_outputs
+    from imgx.tasks.batched_sweep import edit_outputs, note_for
     from imgx.tasks.batched_sweep import record as record_sweep
     from imgx.tasks.edit_truth import truth_rows
 
@@ -118,11 +166,14 @@ def run(case, ctx) -> CaseResult:
     images = data["images"]
     trained = prepare_trained(case, ctx, data)  # weights: train (and CLIP model: train) -> folders trained here
     spec = trained.spec if trained else spec
-    loaded = load_pipeline(spec.model, case.device, ctx.cache_dir, ctx.resources)
+    kind = PIPELINE_KINDS.get(spec.model.name, "edit")
+    loaded = load_pipeline(spec.model, case.device, ctx.cache_dir, ctx.resources, kind=kind)
     set_scheduler(loaded, inf.scheduler)
     pipe = loaded.pipe
-    call_kwargs = {"num_inference_steps": inf.num_inference_steps, "guidance_scale": inf.guidance_scale,
-                   "image_guidance_scale": inf.image_guidance_scale, "output_type": "np"}
+    call_kwargs = call_arguments(pipe, inf, kind)
+    settings = {k: v for k, v in call_kwargs.items() if k != "output_type"}
+    if kind != "edit":
+        settings["strength"] = settings.get("strength", default_strength(pipe))
 
     def call(pair: Pair):
         generator = torch.Generator("cpu").manual_seed(pair.seed)
@@ -144,9 +195,8 @@ def run(case, ctx) -> CaseResult:
         return [pair.name, pair.prompt, pair.seed], {
             "prompt": pair.prompt, "seed": pair.seed, "input_path": pair.input_path,
             "input_image": input_paths[pair.index], "input_name": pair.name,
-            "scheduler": inf.scheduler, "num_inference_steps": inf.num_inference_steps,
-            "guidance_scale": inf.guidance_scale, "image_guidance_scale": inf.image_guidance_scale,
-            "dtype": spec.model.dtype, "device": case.device, "generator_device": "cpu",
+            "scheduler": inf.scheduler, **settings, "dtype": spec.model.dtype, "device": case.device,
+            "generator_device": "cpu",
             "weights": loaded.info["weights"], "batch_points": batch_points.get(id(pair), 1)}
 
     outputs, out_arrays, valid, invalid = save_outputs(ctx, case.id, timed, describe)
@@ -163,12 +213,12 @@ def run(case, ctx) -> CaseResult:
 
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(results), spec.max_invalid)
-    detail = record_sweep(sweep, rows, info, detail)
+    detail = record_sweep(sweep, rows, info, detail, note_for(case, ctx))
 
     info.update({
         "model": {k: v for k, v in loaded.info.items()},
         "random_weights": bool(loaded.info.get("random_weights")),
-        "scheduler": inf.scheduler, "scheduler_class": type(pipe.scheduler).__name__,
+        "scheduler": inf.scheduler, "scheduler_class": type(pipe.scheduler).__name__, "call_arguments": settings,
         "dtype": spec.model.dtype, "device": case.device, "torch_threads": torch.get_num_threads(),
         "generator_device": "cpu", "data": data.get("info", {}), "outputs": len(results), "valid_outputs": len(valid),
         "invalid_outputs": n_invalid, "invalid_reasons": invalid,

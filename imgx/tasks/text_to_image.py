@@ -138,39 +138,54 @@ def _copy_model(ctx, folder: Path) -> str:
     return str(target.relative_to(ctx.out))
 
 
-def untrained_pipeline(folder: Path, scheduler_config, seed: int, device: str, resources: dict[str, Any]):
-    """The same pipeline as ``folder`` with freshly initialised weights (``torch.manual_seed(seed)`` per component).
+# Config values training sets from the data (the VAE's latent scale), not architecture: taken from the folder.
+_FITTED = frozenset({"scaling_factor"})
 
-    UNet, VAE and text encoder are built from the folder's configs; tokenizer and scheduler are the folder's
-    (they hold no weights). This is the ``untrained`` reference: the architecture before training.
+
+def untrained_pipeline(folder: Path, recipe: dict[str, Any], scheduler, device: str, resources: dict[str, Any]):
+    """The pipeline trained in ``folder`` as it was at initialisation, with the case's scheduler.
+
+    The components are built by the same code that built the trained model before its first step
+    (:func:`imgx.models.micro_diffusion.micro_components` with the recipe's ``image_size`` and ``seed`` and the
+    folder's tokenizer), so their weights are the trained model's initial weights, token-embedding scaling
+    included; only the VAE's latent ``scaling_factor``, which training measures on the data, is the folder's.
+    This is the ``untrained`` reference: the same architecture at initialisation.
+
+    The components are built once per (folder, recipe, device); the pipeline is keyed by the scheduler too (a
+    fresh copy of ``scheduler``: its class and config), so every point of a scheduler sweep samples with its own.
     """
-    key = ("t2i-untrained", str(folder), seed, str(device))
-    if key not in resources:
-        import torch
-        from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    import json as _json
 
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
-        torch.manual_seed(seed)
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
-        torch.manual_seed(seed)
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    from imgx.models.micro_diffusion import micro_components
+
+    parts_key = ("t2i-untrained", str(folder), int(recipe["image_size"]), int(recipe["seed"]), str(device))
+    if parts_key not in resources:
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                       scheduler=type_of_scheduler(scheduler_config).from_config(scheduler_config),
+        parts = micro_components("text-to-image", image_size=int(recipe["image_size"]), tokenizer=tokenizer,
+                                 seed=int(recipe["seed"]))
+        for name in ("unet", "vae"):  # refuse to call a different architecture "the same at initialisation"
+            saved = _json.loads((folder / name / "config.json").read_text(encoding="utf-8"))
+            built = dict(parts[name].config)
+            differ = sorted(k for k in saved if not k.startswith("_") and k in built and k not in _FITTED
+                            and _json.dumps(saved[k]) != _json.dumps(built[k], default=list))
+            if differ:
+                raise DataError(f"{folder}: its {name} config differs from the micro recipe's in {differ[:3]}; "
+                                "no untrained reference can be built for it")
+            for k in _FITTED.intersection(saved):
+                parts[name].register_to_config(**{k: saved[k]})
+        resources[parts_key] = {k: parts[k].to(device) if hasattr(parts[k], "to") else parts[k]
+                                for k in ("unet", "vae", "text_encoder", "tokenizer")}
+    key = (*parts_key, type(scheduler).__name__, _json.dumps(dict(scheduler.config), sort_keys=True, default=str))
+    if key not in resources:
+        pipe = StableDiffusionPipeline(**resources[parts_key],
+                                       scheduler=type(scheduler).from_config(scheduler.config),
                                        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        pipe = pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         resources[key] = pipe
     return resources[key]
-
-
-def type_of_scheduler(config):
-    """The diffusers scheduler class a scheduler config names."""
-    import diffusers
-
-    return getattr(diffusers, config["_class_name"])
 
 
 def _sample(pipe, calls: list[list[Sample]], call_kwargs: dict[str, Any]) -> list[np.ndarray]:
@@ -407,8 +422,8 @@ def run(case, ctx) -> CaseResult:
     import torch
 
     from imgx.models.instruct_pix2pix import load_pipeline, set_scheduler
+    from imgx.tasks.batched_sweep import note_for, text_to_image_outputs
     from imgx.tasks.batched_sweep import record as record_sweep
-    from imgx.tasks.batched_sweep import text_to_image_outputs
 
     spec, inf = case.spec, case.spec.inference
     data = load_data(spec.data, case.seed, ctx.resources)
@@ -460,12 +475,14 @@ def run(case, ctx) -> CaseResult:
     fake = to_tensor([arrays[k] for k in valid]) if valid else None
     untrained = None
     if trained is not None and valid and ({"fid", "kid", "prompt_accuracy"} & set(spec.metrics)):
-        pipe0 = untrained_pipeline(Path(trained.folder), pipe.scheduler.config, case.seed, case.device, ctx.resources)
+        pipe0 = untrained_pipeline(Path(trained.folder), trained.info["recipe"], pipe.scheduler, case.device,
+                                   ctx.resources)
         before = _sample(pipe0, calls, call_kwargs)
         untrained = to_tensor([before[k] for k in valid])
-        info["untrained"] = ("the trained folder's configs (UNet, VAE, text encoder) with fresh weights "
-                             f"(torch.manual_seed({case.seed}) per component), its tokenizer and the case's "
-                             "scheduler; same prompts, seeds and settings")
+        info["untrained"] = ("the trained model's initial weights (built by the same code with the recipe's seed "
+                             f"{trained.info['recipe']['seed']}, before its first training step), its tokenizer and "
+                             f"the case's scheduler ({type(pipe.scheduler).__name__}); same prompts, seeds and "
+                             "settings")
     ref_spec = spec.reference_data or spec.data
     # Reference images are loaded only when a metric reads them (FID/KID, or captioned data for the real-split rows
     # of clip_score and prompt_accuracy): 512 px photo crops are large.
@@ -519,7 +536,7 @@ def run(case, ctx) -> CaseResult:
 
     n_invalid = sum(invalid.values())
     status, detail = invalid_verdict(invalid, len(outputs), spec.max_invalid)
-    detail = record_sweep(sweep, rows, info, detail)
+    detail = record_sweep(sweep, rows, info, detail, note_for(case, ctx))
     info.update({
         "model": dict(loaded.info),
         "random_weights": bool(loaded.info.get("random_weights")),

@@ -168,6 +168,9 @@ def test_guidance_sweep_runs_batched_with_latency_from_single_calls(batched_run)
         assert said in sweep["detail"]
         assert 0 < info["unet_rows"] < info["bare_unet_rows"]  # the first step's rows of one seed run once
         assert rows["latency_ms_p50"]["status"] == "ok" and rows["ssim"]["status"] == "ok"
+        # tiny random weights: the figure depends on the batch it was made in, and says so (timing rows do not)
+        assert "images depend on batch composition: random weights" in rows["ssim"]["detail"]
+        assert "batch composition" not in rows["latency_ms_p50"]["detail"]
         # repeats (1) single calls of the first pair, never the batched loop (one call per pair would make 2)
         assert record["info"]["timing"]["timed_calls"] == 1
         assert record["info"]["batched_sweep"]["cases"] == 4
@@ -200,6 +203,11 @@ def test_resume_recomputes_only_the_missing_points(batched_run, tmp_path):
     assert (summary.ran, summary.reused) == (1, 3)
     rerun = [o for o in _outputs(again) if o["case_id"] == missing["case_id"]]
     assert {o["batch_points"] for o in rerun} == {"1"}  # alone in its group now: one call per output
+    record = [r for r in load_run(again)[1] if r["case_id"] == missing["case_id"]][0]
+    said = "partial sweep: this point ran alone (one pipeline call per output), without the other 3 points"
+    assert said in record["detail"]
+    assert said in [r for r in record["rows"] if r["metric"] == "ssim" and not r["reference"]][0]["detail"]
+    assert all("partial sweep" not in r["detail"] for r in load_run(out)[1])  # the uninterrupted run has no such note
     before = {(o["input_name"], o["prompt"]): o for o in _outputs(out) if o["case_id"] == missing["case_id"]}
     for o in rerun:
         ref = before[(o["input_name"], o["prompt"])]
