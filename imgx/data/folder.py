@@ -7,6 +7,7 @@ converted; empty, truncated, corrupt, non-image and oversized files are refused 
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from imgx.data.edit_csv import edit_csv_problems
-from imgx.data.photos import crops_from_arrays, square
+from imgx.data.photos import crops_from_arrays, held_out_rng, square
 from imgx.errors import DataError
 from imgx.imageio import IMAGE_SUFFIXES, array_to_tensor, open_rgb
 
@@ -36,15 +37,25 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _split(files: list[Path], seed: int) -> tuple[list[Path], list[Path]]:
-    """Hold out about a fifth of the files (at least one) for testing, chosen by the seed."""
-    if len(files) < 2:
-        raise DataError(f"{files[0].parent}: a held-out test split needs at least 2 images, found {len(files)}")
-    order = np.random.default_rng(seed).permutation(len(files))
-    n_test = max(1, math.ceil(len(files) / 5))
-    test = [files[i] for i in sorted(order[:n_test])]
-    train = [files[i] for i in sorted(order[n_test:])]
-    return train, test
+def held_out_split(names: list[str], where: str | Path) -> tuple[list[str], list[str]]:
+    """Split ``names`` into ``(train, test)``, both sorted: about a fifth (at least one) held out for testing.
+
+    Which names are held out depends on the names alone (the order of their SHA-256), never on the case seed or
+    the training options: every case on the same folder is scored on the same images, and adding a file moves
+    few others.
+    """
+    if len(names) < 2:
+        raise DataError(f"{where}: a held-out test split needs at least 2 images, found {len(names)}")
+    order = sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    n_test = max(1, math.ceil(len(names) / 5))
+    return sorted(order[n_test:]), sorted(order[:n_test])
+
+
+def _split(files: list[Path], root: str | Path) -> tuple[list[Path], list[Path]]:
+    """:func:`held_out_split` of image files, named by their path inside ``root``."""
+    by_name = {p.relative_to(root).as_posix(): p for p in files}
+    train, test = held_out_split(list(by_name), root)
+    return [by_name[n] for n in train], [by_name[n] for n in test]
 
 
 def load(spec, seed: int, task: str) -> dict[str, Any]:
@@ -58,9 +69,9 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
                 "input_captions": [None] * len(files), "output_captions": [None] * len(files),
                 "targets": [None] * len(files),
                 "info": {"source": str(spec.path), "images": len(files), "image_size": size}}
-    train_files, test_files = _split(files, seed)
-    rng = np.random.default_rng(seed)
-    info = {"source": str(spec.path), "train_files": len(train_files), "test_files": len(test_files)}
+    train_files, test_files = _split(files, Path(spec.path))
+    info = {"source": str(spec.path), "train_files": len(train_files), "test_files": len(test_files),
+            "test_split": "fixed by the file names"}
     if task == "text-to-image":  # reference images for FID/KID: whole images, centre-cropped, RGB
         size = spec.image_size or 64
 
@@ -72,8 +83,12 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
                 "info": {**info, "image_size": size}}
     if task == "colorize":
         size = spec.image_size or 32
-        train = crops_from_arrays([np.asarray(open_rgb(p)) for p in train_files], spec.train or 8192, size, rng)
-        test = crops_from_arrays([np.asarray(open_rgb(p)) for p in test_files], spec.test or 1024, size, rng)
+        n_test = spec.test or 1024
+        train = crops_from_arrays([np.asarray(open_rgb(p)) for p in train_files], spec.train or 8192, size,
+                                  np.random.default_rng(seed))
+        test_names = [p.relative_to(spec.path).as_posix() for p in test_files]
+        test = crops_from_arrays([np.asarray(open_rgb(p)) for p in test_files], n_test, size,
+                                 held_out_rng(spec, size, n_test, test_names))
         return {"train": array_to_tensor(train), "test": array_to_tensor(test), "info": {**info, "image_size": size}}
     size = spec.image_size or 28
 

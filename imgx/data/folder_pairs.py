@@ -3,7 +3,8 @@
 Files are paired by name without the suffix (``a/cat.png`` with ``b/cat.jpg``); every name must be on both
 sides. :func:`pair_problems` checks that from the file names alone (no decoding), so ``imgx validate`` refuses
 an unmatched folder before anything runs. About a fifth of the pairs (at least one) are held out for testing,
-chosen by the case seed; each image is centre-cropped to a square and resized to ``image_size`` (default 32).
+chosen by their names alone (:func:`imgx.data.folder.held_out_split`, never the case seed or the training
+size); each image is centre-cropped to a square and resized to ``image_size`` (default 32).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def pair_problems(path: str | Path) -> list[str]:
 
 def load(spec, seed: int, task: str) -> dict[str, Any]:
     """Paired images for ``translate`` (contract as :func:`imgx.data.photo_pairs.load`, ``paired=True``)."""
-    from imgx.data.folder import _split
+    from imgx.data.folder import held_out_split
     from imgx.data.photos import square
     from imgx.imageio import array_to_tensor, open_rgb
 
@@ -64,7 +65,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
         raise DataError("; ".join(problems))
     root = Path(spec.path)
     a, b = _side(root, "a"), _side(root, "b")
-    train_names, test_names = _split(sorted(a), seed)
+    train_names, test_names = held_out_split(sorted(a), root)
     size = spec.image_size or DEFAULT_SIZE
 
     def stack(side: dict[str, Path], names: list[str]):

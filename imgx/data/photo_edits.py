@@ -6,8 +6,10 @@ data for a small InstructPix2Pix trained here. Strengths are chosen so that ever
 small VAE's reconstruction error from its input (a faint blur would not).
 
 The test rows are every held-out crop (from photos never used in training, ``chelsea`` and ``coffee`` by
-default) with every instruction, so each input can be scored against the targets of all instructions. The
-training split (``data["train"]``) is fresh crops of the other photos, instructions in turn.
+default) with every instruction, so each input can be scored against the targets of all instructions; they are
+drawn from the data options alone (:func:`imgx.data.photos.held_out_rng`), never the case seed or the training
+size. The training split (``data["train"]``) is fresh crops of the other photos drawn with the case seed,
+instructions in turn.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imgx.data.photos import crops, split_photos
+from imgx.data.photos import crops, held_out_rng, split_photos
 from imgx.errors import DataError
 
 DEFAULT_SIZE = 16
@@ -148,7 +150,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     for key in keys:
         idx = [i for i, k in enumerate(train_keys) if k == key]
         train_out[idx] = apply_edit(key, train_in[idx])
-    test_in, test_photo = _crops_by_photo(test_names, n_test, size, rng)
+    test_in, test_photo = _crops_by_photo(test_names, n_test, size, held_out_rng(spec, size, n_test, test_names))
 
     images, names, paths, instructions, caps_in, caps_out, targets = [], [], [], [], [], [], []
     for j, (crop, name) in enumerate(zip(test_in, test_photo, strict=True)):
@@ -173,6 +175,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
                                       for k, n in zip(train_keys, train_photo, strict=True)]},
         "info": {"source": "scikit-image", "train_photos": train_names, "test_photos": test_names,
                  "image_size": size, "train": len(train_in), "test_crops": len(test_in), "rows": len(images),
+                 "test_seed": "fixed by the data options",
                  "instructions": instruction_texts,
                  "edits": {k: EDITS[k].caption.format("<subject>") for k in keys}},
     }

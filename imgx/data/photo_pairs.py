@@ -10,7 +10,8 @@ Each pair is ``(input, photo)`` where the input is a known function of the photo
 
 Test crops come from photos that never appear in training, as in :mod:`imgx.data.photos`. The crops are drawn
 with a seed fixed by the data options, not the case seed, so every case on the same ``data:`` (a pix2pix case
-and a colorizer case, or the points of a loss ablation) sees the same crops.
+and a colorizer case, or the points of a loss ablation) sees the same crops; the test crops' seed leaves out the
+training size too (:func:`imgx.data.photos.held_out_rng`), so a train-size ablation keeps its test set.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from imgx.data.photos import crops, split_photos
+from imgx.data.photos import crops, held_out_rng, split_photos
 from imgx.errors import DataError
 
 DEFAULT_SIZE = 32
@@ -79,7 +80,8 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     train_names, test_names = split_photos(spec)
     rng = np.random.default_rng(data_seed(spec))
     train = crops(train_names, spec.train or 4096, size, rng)
-    test = crops(test_names, spec.test or 512, size, rng)
+    n_test = spec.test or 512
+    test = crops(test_names, n_test, size, held_out_rng(spec, size, n_test, test_names))
     info = {"source": "scikit-image", "pair": spec.pair, "train_photos": train_names, "test_photos": test_names,
             "image_size": size, "train": len(train), "test": len(test), "crop_seed": "fixed by the data options"}
     if task == "colorize":

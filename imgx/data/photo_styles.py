@@ -4,7 +4,8 @@ Domain A and domain B training crops come from *different* photos (the training 
 alternately), so no training image has its counterpart in the other domain. Because the style is a known
 function, the true B of every test A is known (``test_b_true``), and the true A of every test B
 (``test_a_true``): ``target_mse`` / ``target_ssim`` score a translation against it. Test crops come from the
-held-out photos; test A and test B are different crops of them.
+held-out photos; test A and test B are different crops of them, drawn from the data options alone (never the
+case seed or the training size: :func:`imgx.data.photos.held_out_rng`).
 
 Styles (on ``[0, 1]`` RGB):
 
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from imgx.data.photo_pairs import DEFAULT_SIZE, data_seed, gray_of, split_photos
-from imgx.data.photos import crops
+from imgx.data.photos import crops, held_out_rng
 from imgx.errors import DataError
 
 DEFAULT_PHOTOS = ("astronaut", "coffee", "rocket", "motorcycle")  # alternately to A and B
@@ -88,7 +89,7 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     n_train, n_test = spec.train or 2048, spec.test or 512
     plain_a = crops(names_a, n_train, size, rng)
     plain_b = crops(names_b, n_train, size, rng)
-    test_plain = crops(test_names, 2 * n_test, size, rng)
+    test_plain = crops(test_names, 2 * n_test, size, held_out_rng(spec, size, 2 * n_test, test_names))
     test_x, test_y = test_plain[:n_test], test_plain[n_test:]
     a = {"train": plain_a, "test": test_x, "test_true": test_y}
     b = {"train": style(plain_b), "test": style(test_y), "test_true": style(test_x)}

@@ -1,7 +1,9 @@
 """``photos``: the colour photographs that ship inside scikit-image, so defaults and tests need no download.
 
 For ``colorize`` the photos become random square crops, with the test crops taken from photos that never
-appear in training (a truly held-out split). For ``edit`` each photo is centre-cropped and resized whole.
+appear in training (a truly held-out split). The training crops are drawn with the case seed; the test crops
+with :func:`held_out_rng`, a function of the data options only, so every case on the same ``data:`` is scored
+on the same crops. For ``edit`` each photo is centre-cropped and resized whole.
 """
 
 from __future__ import annotations
@@ -91,6 +93,18 @@ def split_photos(spec) -> tuple[list[str], list[str]]:
     return train_names, test_names
 
 
+def held_out_rng(spec, size: int, count: int, test_names: list[str], *parts: Any) -> np.random.Generator:
+    """The generator a held-out test split is drawn with.
+
+    A function of what defines the test split only (data set, image size, test count, test sources), never of
+    the case seed, the training options or the training size: two cases on the same ``data:`` are scored on
+    the same test images, and a train-size ablation keeps its test set.
+    """
+    from imgx.suite.expand import stable_seed
+
+    return np.random.default_rng(stable_seed(spec.name, "held-out", size, count, *test_names, *parts))
+
+
 def load(spec, seed: int, task: str) -> dict[str, Any]:
     """Load ``photos`` for a task (see the data loader contract in :mod:`imgx.data`)."""
     from imgx.imageio import array_to_tensor
@@ -111,8 +125,10 @@ def load(spec, seed: int, task: str) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     # text-to-image only needs reference images (FID/KID), so fewer by default than the colorizer trains on
     n_train, n_test = (8192, 1024) if task == "colorize" else (256, 256)
+    n_test = spec.test or n_test
     train = crops(train_names, spec.train or n_train, size, rng)
-    test = crops(test_names, spec.test or n_test, size, rng)
+    test = crops(test_names, n_test, size, held_out_rng(spec, size, n_test, test_names))
     return {"train": array_to_tensor(train), "test": array_to_tensor(test),
             "info": {"source": "scikit-image", "train_photos": train_names, "test_photos": test_names,
-                     "image_size": size, "train": len(train), "test": len(test)}}
+                     "image_size": size, "train": len(train), "test": len(test),
+                     "test_seed": "fixed by the data options"}}
