@@ -40,6 +40,19 @@ def test_trained_folder_records_provenance(t2i):
     assert info["data_hash"] and info["versions"]["diffusers"]
 
 
+def test_vae_target_is_in_the_recipe_of_instruct_pix2pix_only(t2i, ip2p):
+    """InstructPix2Pix's VAE trains to a reconstruction target (capped by vae_epochs); text-to-image keeps fixed
+    epochs and the recipe (hence the cache key) it had before targets existed."""
+    from imgx.models.trained import VAE_TARGET
+
+    info = ip2p.info
+    assert info["recipe"]["vae_target"] == VAE_TARGET["instruct-pix2pix"] > 0
+    assert 1 <= info["vae_epochs_run"] <= info["recipe"]["vae_epochs"] == 1
+    assert all("floor" in r for r in info["history"] if r["stage"] == "vae")
+    assert "vae_target" not in t2i[3].info["recipe"] and t2i[3].info["vae_epochs_run"] == 1
+    assert t2i[3].info["train_cpu_seconds"] > 0 and info["vae_seconds"] > 0
+
+
 def test_cache_hit_reuses_the_folder_without_training(t2i):
     cache, x, captions, model = t2i
     again = trained_diffusion("text-to-image", images=x, captions=captions, cache_dir=cache, **RECIPE)
