@@ -191,8 +191,9 @@ def trained_diffusion(kind: str, *, images, captions: list[str], cond_images=Non
         data_label: what the data are, for the label (default "images").
 
     Returns:
-        a :class:`TrainedModel`; ``info`` holds the recipe, data hash, parameter counts, ``train_seconds``,
-        ``vae_reconstruction_mse`` and ``label``.
+        a :class:`TrainedModel`; ``info`` holds the recipe, data hash, parameter counts, ``train_seconds`` (wall),
+        ``train_cpu_seconds`` (all threads), ``vae_seconds``, ``vae_epochs_run``, ``vae_reconstruction_mse`` and
+        ``label``.
     """
     import torch
 
