@@ -40,9 +40,9 @@ DROPOUT = {"text-to-image": {"drop_text": 0.1, "drop_image": 0.0, "drop_both": 0
            "instruct-pix2pix": {"drop_text": 0.05, "drop_image": 0.05, "drop_both": 0.05}}
 # The VAE's reconstruction target per kind (imgx.train.diffusion.fit_autoencoder's target_mse; None: fixed epochs,
 # the default everywhere). With a target, ``vae_epochs`` is a cap, by default VAE_CAP times the fixed epochs. Issue
-# 27: at a fixed 4 epochs the InstructPix2Pix VAE's floor ranged 0.0036-0.014 over five suite seeds and instruction
-# accuracy fell from 0.91 to 0.27 as it rose; a 0.003 target did not fix it: suite seed 17 reached only 0.0102
-# after its 12-epoch cap (3x the VAE time, past the 180 s budget), so more epochs are not the cure (RESULTS.md).
+# 27: at a fixed 4 epochs the InstructPix2Pix VAE's floor ranged 0.0036-0.014 (on [0, 1]) over five suite seeds and
+# accuracy fell from 0.91 to 0.27 as it rose; a 0.003 target ([-1, 1], the scale here) was too strict: seed 17 ran
+# its whole 12-epoch cap (3x the VAE time) to 0.0102. Not yet the default: see bench/RESULTS.md, session 8.
 VAE_TARGET: dict[str, float | None] = {"text-to-image": None, "instruct-pix2pix": None}
 VAE_CAP = 3
 # Recipes for the embedded digits at 16x16 (checked by tests/train/test_trained_quality.py): "full" for the
