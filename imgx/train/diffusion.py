@@ -30,6 +30,7 @@ from imgx.errors import TrainingDiverged
 
 KL_WEIGHT = 1e-4  # per latent element, against per-pixel MSE: enough to keep latents bounded, not to blur
 ENCODE_BATCH = 256
+PROBE = 512  # images whose reconstruction floor decides when a VAE with a target stops (a fixed seeded draw)
 EMA_POWER = 2 / 3  # diffusers' EMAModel warm-up: decay 1 - (1 + step) ** -power (0.989 after 900 steps)
 
 
@@ -54,14 +55,19 @@ def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: int):
 
 
 def fit_autoencoder(vae: nn.Module, images: torch.Tensor, *, epochs: int, batch_size: int, lr: float, seed: int,
-                    device: str = "cpu", progress: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
+                    device: str = "cpu", progress: Callable[..., Any] | None = None,
+                    target_mse: float | None = None) -> list[dict[str, Any]]:
     """Train a diffusers ``AutoencoderKL`` on ``images``; sets ``vae.config.scaling_factor``; returns history rows.
 
     Args:
         images: ``(N, 3, H, W)`` in ``[-1, 1]``.
+        epochs: the epochs to run; with ``target_mse``, the most to run (the lr schedule spans them all).
+        target_mse: stop after the first epoch whose reconstruction floor (:func:`reconstruction_mse` of a fixed
+            seeded probe of ``PROBE`` images) is at most this. ``None``: run every epoch.
 
     Returns:
-        one row per epoch: ``epoch``, ``stage`` ("vae"), ``loss``, ``recon_mse``, ``seconds``.
+        one row per epoch: ``epoch``, ``stage`` ("vae"), ``loss``, ``recon_mse`` (training batches, sampled
+        latents), ``seconds``, and with ``target_mse`` also ``floor`` (the probe's, latent means).
 
     Raises:
         TrainingDiverged: on the first non-finite batch loss.
@@ -73,6 +79,9 @@ def fit_autoencoder(vae: nn.Module, images: torch.Tensor, *, epochs: int, batch_
     n = len(x)
     steps = epochs * math.ceil(n / batch_size)
     sched = warmup_cosine(opt, steps, warmup=min(50, steps // 10 + 1))
+    probe = None
+    if target_mse is not None:
+        probe = images[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:PROBE]]
     history = []
     for epoch in _epochs(progress, epochs, "vae epochs"):
         t0 = time.perf_counter()
@@ -96,8 +105,13 @@ def fit_autoencoder(vae: nn.Module, images: torch.Tensor, *, epochs: int, batch_
             sched.step()
             total += value * len(idx)
             mse_total += mse.item() * len(idx)
-        history.append({"epoch": epoch, "stage": "vae", "loss": total / n, "recon_mse": mse_total / n,
-                        "seconds": time.perf_counter() - t0})
+        row = {"epoch": epoch, "stage": "vae", "loss": total / n, "recon_mse": mse_total / n}
+        if probe is not None:
+            row["floor"] = reconstruction_mse(vae, probe, device=device)
+            vae.train()
+        history.append({**row, "seconds": time.perf_counter() - t0})
+        if probe is not None and row["floor"] <= target_mse:
+            break
     vae.eval()
     mean, _ = encode(vae, images, device=device)
     std = float(mean.std())

@@ -14,16 +14,19 @@ from scipy.stats import spearmanr
 
 from imgx.results import load_run
 from imgx.runner import run_suite
-from tests.helpers import write_suite
+from tests.helpers import ROOT, write_suite
 
 # One short training (the quickstart's recipe, ~80 s on 2 CPU cores) and seven swept cases; the guidance
-# suite's recipe (~170 s) for the issue's targets. Minutes: slow.
+# suite's recipe on three suite seeds (~3 min each) for the issue's targets. Minutes: slow.
 pytestmark = pytest.mark.slow
 
 RECIPE = "{epochs: 13, batch_size: 64, lr: 2.0e-3}"  # suites/quickstart.yaml's edit case
 DATA = "{name: photo-edits, image_size: 16, train: 2048, test: 4}"
 SUITE_RECIPE = "{epochs: 28, batch_size: 64, lr: 2.0e-3}"  # suites/ip2p-guidance.yaml's trained case
 SUITE_DATA = "{name: photo-edits, image_size: 16, train: 2048, test: 8}"
+# Suite seeds for the targets: 1 and 17 followed 50% and 27% of instructions when the VAE ran a fixed 4 epochs
+# (issue 27); each trains its own model (about three minutes each on 2 cores).
+SUITE_SEEDS = (1, 17, 29)
 TEXT_LOW = "sweep[image_guidance_scale=1.5,guidance_scale=1.0]"
 TEXT_HIGH = "sweep[image_guidance_scale=1.5,guidance_scale=7.5]"
 
@@ -106,32 +109,49 @@ def test_prompts_outside_the_training_set_run_and_are_flagged(trained_run):
     assert rec["info"]["trained"]["model_kind"] == "instruct-pix2pix"
 
 
-def test_guidance_suite_recipe_meets_the_issue_targets(tmp_path):
-    """At InstructPix2Pix's defaults (image guidance 1.5, text guidance 7.5, 20 steps) on held-out crops, the
-    guidance suite's recipe follows >= 85% of instructions and beats `identity` on >= 6 of the 8 instructions."""
-    suite = write_suite(tmp_path, f"""
+def test_the_recipe_here_is_the_guidance_suites():
+    """SUITE_RECIPE and SUITE_DATA are suites/ip2p-guidance.yaml's `trained` case (so the targets are its)."""
+    import yaml
+
+    case = next(c for c in yaml.safe_load((ROOT / "suites" / "ip2p-guidance.yaml").read_text())["cases"]
+                if c["id"] == "trained")
+    assert case["train"] == yaml.safe_load(SUITE_RECIPE) and case["data"] == yaml.safe_load(SUITE_DATA)
+
+
+@pytest.fixture(scope="module", params=SUITE_SEEDS)
+def at_defaults(request, tmp_path_factory) -> tuple[int, list[dict]]:
+    """The guidance suite's recipe trained with one suite seed, scored at InstructPix2Pix's defaults (image
+    guidance 1.5, text guidance 7.5, 20 steps) on the held-out crops (the same crops for every seed)."""
+    folder = tmp_path_factory.mktemp(f"trained-targets-{request.param}")
+    suite = write_suite(folder, f"""
         suite: trained-targets
-        seed: 0
+        seed: {request.param}
         cases:
-          - id: defaults
+          - id: trained
             task: edit
             model: {{name: instruct-pix2pix, weights: train}}
             data: {SUITE_DATA}
             train: {SUITE_RECIPE}
-            inference: {{num_inference_steps: 20, image_guidance_scale: 1.5, guidance_scale: 7.5, warmup: 0,
-                        repeats: 1}}
+            inference: {{num_inference_steps: 20, scheduler: euler-ancestral, image_guidance_scale: 1.5,
+                        guidance_scale: 7.5, warmup: 0, repeats: 1}}
             metrics: [target_mse, instruction_accuracy]
         """)
-    summary = run_suite(suite, tmp_path / "out", quiet=True, report=False)
+    summary = run_suite(suite, folder / "out", quiet=True, report=False)
     assert summary.exit_code == 0, summary.failed_cases
-    with open(tmp_path / "out" / "results.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    accuracy = _value(rows, "defaults", "instruction_accuracy")
+    with open(folder / "out" / "results.csv", newline="", encoding="utf-8") as fh:
+        return request.param, list(csv.DictReader(fh))
+
+
+def test_guidance_suite_recipe_meets_the_issue_targets_on_every_seed(at_defaults):
+    """Per suite seed, not on the mean: >= 85% of instructions followed and `identity` beaten on >= 6 of 8."""
+    seed, rows = at_defaults
+    accuracy = _value(rows, "trained", "instruction_accuracy")
     names = sorted({r["metric"][len("target_mse["):-1] for r in rows if r["metric"].startswith("target_mse[")})
-    beats = [n for n in names if _value(rows, "defaults", f"target_mse[{n}]")
-             < _value(rows, "defaults", f"target_mse[{n}]", "identity")]
-    print(f"\ninstruction accuracy {accuracy:.3f}; below identity for {len(beats)} of {len(names)}: {beats}; "
-          f"train {_value(rows, 'defaults', 'train_seconds'):.1f} s")
+    beats = [n for n in names if _value(rows, "trained", f"target_mse[{n}]")
+             < _value(rows, "trained", f"target_mse[{n}]", "identity")]
+    print(f"\nsuite seed {seed}: instruction accuracy {accuracy:.3f}; below identity for {len(beats)} of "
+          f"{len(names)}: {beats}; vae-floor {_value(rows, 'trained', 'target_mse', 'vae-floor'):.4f}; "
+          f"train {_value(rows, 'trained', 'train_seconds'):.1f} s")
     assert len(names) == 8
     assert accuracy >= 0.85
     assert len(beats) >= 6

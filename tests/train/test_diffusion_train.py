@@ -73,6 +73,25 @@ def test_autoencoder_learns_and_sets_scaling_factor():
     assert vae.config.scaling_factor != 1.0 and vae.config.scaling_factor > 0
 
 
+def test_autoencoder_stops_at_its_reconstruction_target():
+    x, _ = _squares()
+
+    def vae():
+        return micro_components("text-to-image", image_size=8, tokenizer=word_tokenizer(CAPTIONS), seed=0)["vae"]
+
+    full = fit_autoencoder(vae(), x, epochs=5, batch_size=8, lr=2e-3, seed=0, target_mse=0.0)  # never reached
+    floors = [r["floor"] for r in full]
+    assert len(full) == 5 and floors[-1] < floors[0]
+    target = floors[2]
+    first = next(i for i, f in enumerate(floors) if f <= target)  # the same seeded run reaches it there
+    early = vae()
+    history = fit_autoencoder(early, x, epochs=5, batch_size=8, lr=2e-3, seed=0, target_mse=target)
+    assert len(history) == first + 1 and history[-1]["floor"] <= target
+    assert reconstruction_mse(early, x) < reconstruction_mse(vae(), x)  # trained, and scaled as usual
+    assert early.config.scaling_factor != 1.0
+    assert "floor" not in fit_autoencoder(vae(), x, epochs=1, batch_size=8, lr=2e-3, seed=0)[0]
+
+
 @pytest.mark.parametrize("kind", ["text-to-image", "instruct-pix2pix"])
 def test_denoiser_loss_decreases(kind):
     x, captions = _squares()

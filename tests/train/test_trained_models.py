@@ -40,6 +40,19 @@ def test_trained_folder_records_provenance(t2i):
     assert info["data_hash"] and info["versions"]["diffusers"]
 
 
+def test_vae_trains_to_a_target_only_when_asked(t2i, ip2p, tmp_path):
+    """By default the VAE runs fixed epochs and the recipe (hence the cache key) is what it was before targets
+    existed; with ``vae_target`` it stops at the first epoch whose floor reaches it, and the target is keyed."""
+    x, captions = _squares(16)
+    assert "vae_target" not in ip2p.info["recipe"] and "vae_target" not in t2i[3].info["recipe"]
+    assert ip2p.info["vae_epochs_run"] == t2i[3].info["vae_epochs_run"] == 1
+    assert t2i[3].info["train_cpu_seconds"] > 0 and ip2p.info["vae_seconds"] > 0
+    model = trained_diffusion("text-to-image", images=x, captions=captions, cache_dir=tmp_path,
+                              **{**RECIPE, "epochs": 0, "vae_epochs": 4}, vae_target=10.0)  # met at once
+    assert model.info["recipe"]["vae_target"] == 10.0 and model.info["recipe"]["vae_epochs"] == 4
+    assert model.info["vae_epochs_run"] == 1 and model.info["history"][0]["floor"] <= 10.0
+
+
 def test_cache_hit_reuses_the_folder_without_training(t2i):
     cache, x, captions, model = t2i
     again = trained_diffusion("text-to-image", images=x, captions=captions, cache_dir=cache, **RECIPE)

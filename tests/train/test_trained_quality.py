@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from imgx.models.trained import DIGITS_RECIPES, load_pipeline, trained_clip, trained_diffusion
+from imgx.suite.expand import derive_seed
 
 pytestmark = pytest.mark.slow
 SIZE = 16
@@ -36,16 +37,24 @@ def prompt_accuracy(folder, classifier, guidance: float, *, steps: int = 10, per
     return float((classifier.classify(out * 2 - 1) == labels).float().mean())
 
 
-@pytest.mark.parametrize("recipe", ["short", "full"])
-def test_digits_diffusion_prompt_accuracy(digits16, classifier, _imgx_cache, recipe):  # noqa: PT019
-    # The session's cache: the guidance-trend tests (tests/t2i/test_trends.py) reuse the full model.
+# The full recipe on three suite seeds of suites/t2i-guidance.yaml: the seeds its `digits-sd` case derives, so these
+# are the suite's own models (the case's digits split is fixed, so the data are the same); the short one on seed 0.
+T2I_SUITE_SEEDS = (0, 1, 2)
+CASES = [("short", DIGITS_RECIPES["short"]["seed"])] + [("full", derive_seed(s, "digits-sd", None))
+                                                          for s in T2I_SUITE_SEEDS]
+
+
+@pytest.mark.parametrize(("recipe", "seed"), CASES, ids=[f"{r}-{s}" for r, s in CASES])
+def test_digits_diffusion_prompt_accuracy(digits16, classifier, _imgx_cache, recipe, seed):  # noqa: PT019
+    # The session's cache: the guidance-trend tests (tests/t2i/test_trends.py) reuse the suite-seed-0 model.
     model = trained_diffusion("text-to-image", images=digits16["train"], captions=_captions(digits16["train_labels"]),
                               cache_dir=_imgx_cache, image_size=SIZE, data_label="embedded digits",
-                              **DIGITS_RECIPES[recipe])
+                              **{**DIGITS_RECIPES[recipe], "seed": seed})
     acc = {g: prompt_accuracy(model.folder, classifier, g) for g in (1.0, 2.0, 3.0, 7.5)}
-    print(f"\n{recipe}: train {model.info['train_seconds']} s, VAE MSE {model.info['vae_reconstruction_mse']:.4f}, "
+    print(f"\n{recipe} (seed {seed}): train {model.info['train_seconds']} s "
+          f"({model.info.get('train_cpu_seconds')} s CPU), VAE MSE {model.info['vae_reconstruction_mse']:.4f}, "
           f"prompt accuracy by guidance {acc}")
-    if recipe == "full":  # issue 14's target
+    if recipe == "full":  # issues 14 and 27: on every seed
         assert min(acc[g] for g in (2.0, 3.0, 7.5)) >= 0.95
     else:  # the quickstart's 460 steps: measured 0.42 at guidance 3 and 0.62 at 7.5 (chance: 0.10)
         assert acc[7.5] >= 0.4
