@@ -12,9 +12,8 @@ from typing import Any
 
 from imgx import __version__
 from imgx.data import fingerprint
-from imgx.filehash import flush, tree_digest
+from imgx.filehash import file_digest, flush, tree_digest
 from imgx.suite.load import Suite, _set
-from imgx.suite.preflight import file_sha256
 from imgx.suite.schema import SWEEP_AXES, CaseSpec, DataSpec
 
 # Axes that change how a case runs but not what it computes; they do not change the derived seed, so that
@@ -125,7 +124,7 @@ def expand(suite: Suite) -> list[Case]:
             keyed = {**config, "inference": {k: v for k, v in config["inference"].items() if k not in _KEY_NEUTRAL
                                              and not (k in _KEY_IF_SET and v is None)}}
             if point.model.checkpoint:  # new weights at the same path are a new case, not a resumed one
-                keyed["checkpoint_sha256"] = file_sha256(point.model.checkpoint)
+                keyed["checkpoint_sha256"] = file_digest(point.model.checkpoint)
             keyed_parts = {"config": keyed, "seed": seed, "data": _memo(memo, point.data), "imgx": __version__}
             inputs = case_inputs(point, memo)
             if inputs:  # absent, not empty, where a case reads no other file: those keys stay as they were

@@ -86,18 +86,6 @@ def resolve_paths(case: Any, base: Path) -> None:
                 options[key] = _resolve(value, base)
 
 
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes (a checkpoint's, for case keys), or ``""`` when it cannot be read."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return ""
-    return digest.hexdigest()
 
 
 def missing_paths(case: Any) -> list[tuple[tuple, str]]:
