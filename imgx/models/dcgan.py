@@ -75,7 +75,25 @@ class Discriminator(nn.Module):
         return torch.sigmoid(self.logits(x))
 
 
-class DCGAN(nn.Module):
+class GeneratorSampling:
+    """Noise and sampling shared by every GAN imgx trains or scores (needs ``latent_dim``, ``generator``)."""
+
+    def noise(self, n: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"):
+        """Standard-normal noise ``(n, latent_dim)``, drawn on the CPU from ``generator`` for reproducibility."""
+        return torch.randn(n, self.latent_dim, generator=generator).to(device)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Generate images for noise ``z`` in eval mode; returns ``(N, C, S, S)`` on the CPU."""
+        was_training = self.generator.training
+        self.generator.eval()
+        device = next(self.generator.parameters()).device
+        out = torch.cat([self.generator(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
+        self.generator.train(was_training)
+        return out
+
+
+class DCGAN(GeneratorSampling, nn.Module):
     """A generator and its discriminator, built together so that they agree on size and channels.
 
     Args:
@@ -91,17 +109,3 @@ class DCGAN(nn.Module):
         self.generator = Generator(latent_dim, image_size, channels, width)
         self.discriminator = Discriminator(image_size, channels, width)
         self.apply(_init_weights)
-
-    def noise(self, n: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"):
-        """Standard-normal noise ``(n, latent_dim)``, drawn on the CPU from ``generator`` for reproducibility."""
-        return torch.randn(n, self.latent_dim, generator=generator).to(device)
-
-    @torch.no_grad()
-    def sample(self, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Generate images for noise ``z`` in eval mode; returns ``(N, C, S, S)`` in ``[-1, 1]`` on the CPU."""
-        was_training = self.generator.training
-        self.generator.eval()
-        device = next(self.generator.parameters()).device
-        out = torch.cat([self.generator(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
-        self.generator.train(was_training)
-        return out

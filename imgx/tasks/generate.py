@@ -34,6 +34,7 @@ from imgx.metrics.features import (
     cache_key,
 )
 from imgx.metrics.frechet import KidTooFewSamples, fid_from_features, kid_from_features
+from imgx.models.dcgan import GeneratorSampling
 from imgx.models.protocol import ModelError, build, check_images, load_checkpoint, origin, save_checkpoint
 from imgx.results import CaseResult, MetricRow
 from imgx.train.adversarial import fit_gan
@@ -264,7 +265,7 @@ def run(case, ctx) -> CaseResult:
     )
 
 
-class Gan(torch.nn.Module):
+class Gan(GeneratorSampling, torch.nn.Module):
     """A model of the generate protocol (:class:`~imgx.models.protocol.GenerativeModel`) with the noise and sampling
     that imgx's GAN loop and scoring use: standard-normal noise drawn on the CPU, samples in eval mode."""
 
@@ -273,17 +274,3 @@ class Gan(torch.nn.Module):
         self.latent_dim = int(model.latent_dim)
         self.generator = model.generator
         self.discriminator = getattr(model, "discriminator", None)
-
-    def noise(self, n: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"):
-        """Standard-normal noise ``(n, latent_dim)``, drawn on the CPU from ``generator`` for reproducibility."""
-        return torch.randn(n, self.latent_dim, generator=generator).to(device)
-
-    @torch.no_grad()
-    def sample(self, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Generate images for noise ``z`` in eval mode; returns ``(N, C, S, S)`` on the CPU."""
-        was_training = self.generator.training
-        self.generator.eval()
-        device = next(self.generator.parameters()).device
-        out = torch.cat([self.generator(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
-        self.generator.train(was_training)
-        return out

@@ -484,13 +484,7 @@ def run(case, ctx) -> CaseResult:
                              f"the case's scheduler ({type(pipe.scheduler).__name__}); same prompts, seeds and "
                              "settings")
     ref_spec = spec.reference_data or spec.data
-    # Reference images are loaded only when a metric reads them (FID/KID, or captioned data for the real-split rows
-    # of clip_score and prompt_accuracy): 512 px photo crops are large.
-    wants = set(spec.metrics)
-    reference: dict[str, Any] = {}
-    if {"fid", "kid"} & wants or (DATASETS.meta(ref_spec.name).get("captions") and {"clip_score", "prompt_accuracy"}
-                                  & wants):
-        reference = load_data(ref_spec, case.seed, ctx.resources)
+    reference = reference_data(case, ctx)
     if "clip_score" in spec.metrics:
         rows += _clip_rows(case, ctx, data, arrays, samples, valid, info, reference)
     if "prompt_accuracy" in spec.metrics:
@@ -517,7 +511,9 @@ def run(case, ctx) -> CaseResult:
         seconds = trained.info.get("train_seconds")
         if seconds:
             recipe = trained.info.get("recipe", {})
-            epochs = int(recipe.get("epochs", spec.train.epochs)) + int(recipe.get("vae_epochs", 0))
+            # The VAE may stop before its cap (a reconstruction target): count the epochs it ran.
+            vae_epochs = trained.info.get("vae_epochs_run", recipe.get("vae_epochs", 0))
+            epochs = int(recipe.get("epochs", spec.train.epochs)) + int(vae_epochs)
             n_img = int(trained.info.get("train_images", len(data["train"]))) * epochs
             # The first case of this run to get the folder trained it (or took it from the cache): later sweep
             # points spent 0 s training and say who did.
@@ -589,3 +585,15 @@ def _grid(ctx, case, prompts, samples, arrays, outputs) -> dict[str, Any]:
     scale = max(1, 64 // rows[0].shape[1])
     path = ctx.save_image(grid(rows, scale=scale), case.id, "grid")
     return {"grid": path, "grid_rows": labels, "outputs": [o["path"] for o in outputs]}
+
+
+def reference_data(case, ctx) -> dict[str, Any]:
+    """The case's reference images (``reference_data`` or ``data``), loaded only when a metric reads them (FID/KID,
+    or captioned data for the real-split rows of clip_score and prompt_accuracy): 512 px photo crops are large."""
+    spec = case.spec
+    ref_spec = spec.reference_data or spec.data
+    wants = set(spec.metrics)
+    if {"fid", "kid"} & wants or (DATASETS.meta(ref_spec.name).get("captions") and {"clip_score", "prompt_accuracy"}
+                                  & wants):
+        return load_data(ref_spec, case.seed, ctx.resources)
+    return {}

@@ -125,7 +125,6 @@ def run_edit(case: Any, ctx: Any) -> CaseResult:
 
 def run_text_to_image(case: Any, ctx: Any) -> CaseResult:
     """A text-to-image case with a callable model: the task's prompts, outputs and metrics, the callable's images."""
-    from imgx.data import DATASETS
     from imgx.tasks.diffusion_common import invalid_verdict, latency_metric_rows, save_outputs, timed_calls, timing_info
     from imgx.tasks.text_to_image import (
         _clip_rows,
@@ -134,6 +133,7 @@ def run_text_to_image(case: Any, ctx: Any) -> CaseResult:
         case_prompts,
         load_data,
         make_samples,
+        reference_data,
         to_tensor,
     )
 
@@ -161,11 +161,8 @@ def run_text_to_image(case: Any, ctx: Any) -> CaseResult:
     sizes = {a.shape for a in arrays}
     fake = to_tensor([arrays[k] for k in valid]) if valid and len(sizes) == 1 else None
     ref_spec = spec.reference_data or spec.data
+    reference = reference_data(case, ctx)
     wants = set(spec.metrics)
-    reference: dict[str, Any] = {}
-    if {"fid", "kid"} & wants or (DATASETS.meta(ref_spec.name).get("captions") and {"clip_score", "prompt_accuracy"}
-                                  & wants):
-        reference = load_data(ref_spec, case.seed, ctx.resources)
     if "clip_score" in wants:
         rows += _clip_rows(case, ctx, data, arrays, samples, valid, info, reference)
     if "prompt_accuracy" in wants:
