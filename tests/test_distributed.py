@@ -90,7 +90,7 @@ def _launch(suite: Path, out: Path, count: int = 2) -> list[subprocess.Popen]:
     return procs
 
 
-@pytest.mark.parametrize("order", ["process 0 faster", "process 0 slower"])
+@pytest.mark.parametrize("order", ["process 0 faster", pytest.param("process 0 slower", marks=pytest.mark.slow)])
 def test_uneven_shards_give_the_single_process_rows(tmp_path, order):
     first, second = (SMALL, BIG) if order == "process 0 faster" else (BIG, SMALL)
     suite = write_suite(tmp_path, UNEVEN.format(first="a", second="b", first_train=first["train"],

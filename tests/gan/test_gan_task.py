@@ -161,6 +161,7 @@ def test_unknown_metric_option_is_refused(tmp_path):
         run_suite(write_suite(tmp_path, text), tmp_path / "run", quiet=True, report=False)
 
 
+@pytest.mark.slow  # quality tier (issue 26): trains the real 20-epoch recipe (~22 s)
 def test_gan_digits_suite_learns(tmp_path):
     """The real recipe (suites/gan-digits.yaml, 20 epochs): FID at most half the untrained generator's, above
     the real-split floor, and the generator covers the digit classes."""

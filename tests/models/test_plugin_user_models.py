@@ -28,6 +28,7 @@ cases:
 """
 
 
+@pytest.mark.slow  # quality tier (issue 26): three pytest runs in subprocesses (~24 s)
 def test_pytest_runs_user_models_against_a_baseline(pytester):
     pytester.makefile(".yaml", demo=SUITE)
     first = pytester.runpytest_subprocess("demo.yaml", "--imgx-out", "run1", "--imgx-no-report",

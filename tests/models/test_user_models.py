@@ -119,6 +119,7 @@ def test_broken_colorizers_fail_their_case_with_the_reason(tmp_path):
     assert "returned a str, not a torch.nn.Module" in detail["notmodule"]
 
 
+@pytest.mark.slow  # quality tier (issue 26): trains a colorizer twice over (~11 s)
 def test_checkpoint_of_a_trained_builtin_reproduces_its_metrics(tmp_path):
     trained = write_suite(tmp_path, _suite(_case("col", "{name: encoder-decoder}")), "train.yaml")
     assert imgx("run", str(trained), "--out", str(tmp_path / "run1"), "-q", "--no-report").returncode == 0
@@ -232,6 +233,7 @@ def test_text_to_image_callable_and_a_generator_of_its_own(tmp_path):
     assert len(outputs) == 4
 
 
+@pytest.mark.slow  # quality tier (issue 26): two runs with FID (~18 s)
 def test_translation_module_of_its_own_and_a_generator_checkpoint(tmp_path):
     gan = ("{name: digits, image_size: 28, train: 64, test: 32}")
     first = write_suite(tmp_path, _suite(

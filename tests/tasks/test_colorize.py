@@ -18,6 +18,7 @@ cases:
 """
 
 
+@pytest.mark.slow  # quality tier (issue 26): a learning check (~8 s per model)
 @pytest.mark.parametrize("model", ["encoder-decoder", "unet"])
 def test_colorizer_learns(tmp_path, model):
     summary = run_suite(write_suite(tmp_path, LEARN.replace("MODEL", model)), tmp_path / "run", quiet=True,
