@@ -45,6 +45,12 @@ DROPOUT = {"text-to-image": {"drop_text": 0.1, "drop_image": 0.0, "drop_both": 0
 # its whole 12-epoch cap (3x the VAE time) to 0.0102. Not yet the default: see bench/RESULTS.md, session 8.
 VAE_TARGET: dict[str, float | None] = {"text-to-image": None, "instruct-pix2pix": None}
 VAE_CAP = 3
+# The VAE's batch size per kind (None: the denoiser's) and its learning rate (None: twice the denoiser's). Issue 27's
+# cause: the InstructPix2Pix VAE at batch 64 (lr 4e-3) stopped mid-descent after its 4 epochs, its floor set by the
+# initial weights (0.019-0.040 on [-1, 1] over suite seeds), and the accuracy fell with it. Batch 16 at lr 2e-3 (4x
+# the updates for ~1.2x the CPU) ends at 0.0114-0.0127 on all five seeds measured (bench/RESULTS.md, session 9).
+VAE_BATCH: dict[str, int | None] = {"text-to-image": None, "instruct-pix2pix": 16}
+VAE_LR: dict[str, float | None] = {"text-to-image": None, "instruct-pix2pix": 2e-3}
 # Recipes for the embedded digits at 16x16 (checked by tests/train/test_trained_quality.py): "full" for the
 # guidance suite (920 denoiser steps), "short" for the quickstart (460), "clip" for the CLIP behind clip_score.
 # The VAE sees a quarter of the images the denoiser sees (trained_diffusion's default): 10 epochs for "full".
@@ -183,9 +189,10 @@ def trained_diffusion(kind: str, *, images, captions: list[str], cond_images=Non
             (``StableDiffusionInstructPix2PixPipeline``; ``images`` are the edited images, ``cond_images`` the
             inputs and ``captions`` the instructions).
         images: ``(N, 1 or 3, H, W)`` in ``[-1, 1]``; resized to ``image_size`` (default: their own size).
-        epochs, batch_size, lr: the denoiser's recipe; ``vae_epochs`` and ``vae_lr`` (default ``2 * lr``) the
-            autoencoder's (default epochs: it sees a quarter of the images the denoiser sees, at least 2 epochs;
-            an InstructPix2Pix VAE trains on inputs and targets, twice the images per epoch).
+        epochs, batch_size, lr: the denoiser's recipe; ``vae_epochs`` and ``vae_lr`` (default
+            :data:`VAE_LR`, else ``2 * lr``; its batch :data:`VAE_BATCH`) the autoencoder's (default epochs: it
+            sees a quarter of the images the denoiser sees, at least 2 epochs; an InstructPix2Pix VAE trains on
+            inputs and targets, twice the images per epoch).
         vae_target: the VAE's reconstruction floor to reach (default :data:`VAE_TARGET` of ``kind``); with one,
             ``vae_epochs`` is the most it runs (default :data:`VAE_CAP` times the default epochs).
         cache_dir: imgx's cache; the folder is ``<cache_dir>/trained/<kind>-<key>/``.
@@ -212,12 +219,15 @@ def trained_diffusion(kind: str, *, images, captions: list[str], cond_images=Non
     if vae_epochs is None:
         vae_epochs = max(2, round(epochs * len(images) / (4 * vae_images))) * (VAE_CAP if vae_target else 1)
     vae_epochs = int(vae_epochs)
-    vae_lr = float(vae_lr if vae_lr is not None else 2 * lr)
+    vae_lr = float(vae_lr if vae_lr is not None else VAE_LR[kind] or 2 * lr)
+    vae_batch = int(VAE_BATCH[kind] or batch_size)
     recipe = {"kind": kind, "image_size": image_size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "vae_epochs": vae_epochs, "vae_lr": vae_lr, "seed": seed, "dropout": DROPOUT[kind], "ema": EMA[kind],
               "micro_version": micro.MICRO_VERSION, "trained_version": TRAINED_VERSION}
     if vae_target:  # only then: fixed-epoch recipes keep their keys (and their cached models)
         recipe["vae_target"] = vae_target
+    if vae_batch != batch_size:  # likewise
+        recipe["vae_batch_size"] = vae_batch
     # Hashed as trained (RGB at image_size): grey or RGB, any size, the same training data share one model.
     x = prepare_images(images, image_size)
     cx = prepare_images(cond_images, image_size) if cond_images is not None else None
@@ -236,7 +246,7 @@ def trained_diffusion(kind: str, *, images, captions: list[str], cond_images=Non
         empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
                           return_tensors="pt").input_ids
         vae_in = torch.cat([x, cx]) if cx is not None else x  # the VAE must reconstruct inputs and targets
-        history = fit_autoencoder(parts["vae"], vae_in, epochs=vae_epochs, batch_size=batch_size, lr=vae_lr,
+        history = fit_autoencoder(parts["vae"], vae_in, epochs=vae_epochs, batch_size=vae_batch, lr=vae_lr,
                                   seed=seed, device=device, progress=progress, target_mse=vae_target or None)
         vae_seconds = time.perf_counter() - t0
         recon = reconstruction_mse(parts["vae"], vae_in, device=device)
