@@ -16,12 +16,12 @@ from imgx.results import load_run
 from imgx.runner import run_suite
 from tests.helpers import ROOT, write_suite
 
-# One short training (the quickstart's recipe, ~80 s on 2 CPU cores) and seven swept cases; the guidance
+# One short training (the quickstart's recipe, ~65 s on 2 CPU cores) and seven swept cases; the guidance
 # suite's recipe on four suite seeds (~2.5 min each) for the issue's targets. Minutes: slow.
 pytestmark = pytest.mark.slow
 
 RECIPE = "{epochs: 13, batch_size: 64, lr: 2.0e-3}"  # suites/quickstart.yaml's edit case
-DATA = "{name: photo-edits, image_size: 16, train: 2048, test: 4}"
+DATA = "{name: photo-edits, image_size: 16, train: 2048, test: 4, instructions: [grayscale, invert, brighter, darker]}"
 SUITE_RECIPE = "{epochs: 32, batch_size: 64, lr: 2.0e-3}"  # suites/ip2p-guidance.yaml's trained case
 SUITE_DATA = "{name: photo-edits, image_size: 16, train: 2048, test: 8}"
 # Suite seeds for the targets (issue 27): 1 and 17 followed 50% and 27% of instructions before the VAE trained at
@@ -92,7 +92,7 @@ def test_text_guidance_makes_the_instruction_win(trained_run):
 def test_trained_case_reports_its_provenance(trained_run):
     records, rows, _ = trained_run
     rec = records[TEXT_HIGH]
-    assert rec["info"]["label"] == "trained here on photo-edits (2048 crops, 8 instructions)"
+    assert rec["info"]["label"] == "trained here on photo-edits (2048 crops, 4 instructions)"
     assert rec["detail"].startswith("trained here on photo-edits")
     assert {h["stage"] for h in rec["history"]} == {"vae", "denoiser"}
     # One training serves the sweep: the point that trained reports its time, the others 0 s and who trained it.
@@ -163,3 +163,12 @@ def test_guidance_suite_recipe_meets_the_issue_targets_on_every_seed(at_defaults
     assert len(names) == 8
     assert accuracy >= 0.85
     assert len(beats) >= 6
+
+
+def test_the_short_recipe_here_is_the_quickstarts():
+    """RECIPE and DATA are suites/quickstart.yaml's `edit` case (so the short-recipe checks are the quickstart's)."""
+    import yaml
+
+    case = next(c for c in yaml.safe_load((ROOT / "suites" / "quickstart.yaml").read_text())["cases"]
+                if c["id"] == "edit")
+    assert case["train"] == yaml.safe_load(RECIPE) and case["data"] == yaml.safe_load(DATA)
