@@ -39,7 +39,8 @@ class Headline:
     task: str
     title: str
     table: Table
-    flagged: list[str] = field(default_factory=list)  # case ids that do not beat a floor reference
+    flagged: list[str] = field(default_factory=list)  # case ids that lose to a floor reference on any metric
+    losing: list[str] = field(default_factory=list)  # of those, the ones that lose on their headline metric
     no_floor: list[str] = field(default_factory=list)  # case ids whose headline metric has no floor reference
 
 
@@ -142,6 +143,8 @@ def headline_tables(records: list[dict[str, Any]]) -> list[Headline]:
                 css = "bad"
             if css == "bad":
                 head.flagged.append(rec["case_id"])
+            if head_loss:
+                head.losing.append(rec["case_id"])
             caveat = comparability(model, extractors)
             display = {7: f"{diff:+.4g}" if diff is not None else ""}
             if caveat:
@@ -186,10 +189,16 @@ def _by_base(ids: list[str], records: list[dict[str, Any]]) -> list[str]:
 def summary_lines(headlines: list[Headline], records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Plain sentences under the verdict (css class, text): flags first, then which gates exist and where none."""
     lines: list[tuple[str, str]] = []
-    flagged = [c for h in headlines for c in h.flagged]
-    if flagged:
-        lines.append(("bad", f"{_plural(len(flagged), 'case')} {'does' if len(flagged) == 1 else 'do'} not beat a "
-                             f"trivial reference: {_listed(_by_base(flagged, records))}."))
+    losing = [c for h in headlines for c in h.losing]
+    elsewhere = [c for h in headlines for c in h.flagged if c not in losing]
+    if losing:
+        lines.append(("bad", f"{_plural(len(losing), 'case')} {'does' if len(losing) == 1 else 'do'} not beat a "
+                             f"trivial reference: {_listed(_by_base(losing, records))}."))
+    if elsewhere:
+        one = len(elsewhere) == 1
+        lines.append(("bad", f"{_plural(len(elsewhere), 'case')} {'beats its' if one else 'beat their'} trivial "
+                             f"reference on the headline metric but {'loses' if one else 'lose'} on another metric: "
+                             f"{_listed(_by_base(elsewhere, records))}."))
     gated = [r for r in records if r.get("gates")]
     ungated = [r["case_id"] for r in records if not r.get("gates")]
     n_gates = sum(len(r["gates"]) for r in gated)
