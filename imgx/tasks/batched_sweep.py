@@ -151,7 +151,7 @@ def group_key(case) -> str:
 
 
 def _state(ctx) -> dict[str, Any]:
-    return ctx.resources.setdefault(RESOURCE, {"outputs": {}, "done": set(), "notes": {}})
+    return ctx.resources.setdefault(RESOURCE, {"outputs": {}, "done": set(), "notes": {}, "groups": {}})
 
 
 def pending_group(case, ctx) -> list:
@@ -180,6 +180,11 @@ def outputs_for(case, ctx, compute, refuse=None) -> SweepOutputs | None:
     state["done"].add(case.key)
     if ready is not None or not case.spec.inference.batch_sweep or case.key in state["notes"]:
         return ready  # a note set by an earlier case of the group (refused) stands
+    if case.key in state["groups"]:
+        # The case runs again in this process (the pytest plugin re-measures a timing regression): its group's
+        # loops run again, so its images and its model_evaluations_per_image equal its first run's. Taking the
+        # leftover group (alone now) would run one call per point: other counts, other batch compositions.
+        return _computed(case, ctx, compute, state["groups"][case.key])[case.key]
     group = pending_group(case, ctx)
     if len(group) < 2:
         partial = _partial(case, ctx, group)
@@ -190,13 +195,20 @@ def outputs_for(case, ctx, compute, refuse=None) -> SweepOutputs | None:
     if reason:
         state["notes"].update({c.key: SweepNote(reason=reason) for c in group})
         return None
+    made = _computed(case, ctx, compute, group)
+    state["groups"].update({c.key: group for c in group})
+    state["outputs"].update({k: v for k, v in made.items() if k != case.key})
+    return made[case.key]
+
+
+def _computed(case, ctx, compute, group: list) -> dict[str, SweepOutputs]:
+    """``compute(group)``, each output labelled when the group is only part of the case's sweep group."""
     made = compute(group)
     partial = _partial(case, ctx, group)
     if partial:
         for outputs in made.values():
             outputs.info = {**outputs.info, "partial": partial}
-    state["outputs"].update({k: v for k, v in made.items() if k != case.key})
-    return made[case.key]
+    return made
 
 
 def edit_outputs(case, ctx, loaded, images: list, pairs: list) -> SweepOutputs | None:
