@@ -351,7 +351,7 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
         for indices in buckets.values():
             start = 0
             while start < len(indices):
-                chunk = indices[start:start + size]
+                chunk = _next_loop(indices, start, size, [p.seed for p in points])
                 try:
                     out, flags, ran, bare = _loop(pipe, [points[i] for i in chunk], num_inference_steps, branches,
                                                   encodings, height, width, progress)
@@ -373,6 +373,28 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
     growth = None if allocated is None else peak[0] - allocated
     return Denoised(images, nsfw, batch_points, clock.ms / 1000.0, halvings, loops, peak, unet_rows[0],
                     unet_rows[1], growth)
+
+
+def _next_loop(indices: list[int], start: int, size: int, seeds: list[int]) -> list[int]:
+    """The points of the next loop, from ``indices[start:]`` (sorted so that points of one seed are adjacent).
+
+    Points of one seed share their first step's rows, but only within one loop; so a loop takes whole seed groups,
+    as many as fit in ``size``, and a group is split only when it is larger than a whole loop. Then the UNet rows
+    run (``model_evaluations_per_image``) do not depend on the loop size whenever every group fits in one loop:
+    a CPU's 4 points per loop and a GPU's memory-sized loops count the same (they differed when loops cut groups).
+    """
+    end = start
+    while end < len(indices):
+        group_end = end
+        while group_end < len(indices) and seeds[indices[group_end]] == seeds[indices[end]]:
+            group_end += 1
+        if group_end - start <= size:
+            end = group_end
+            continue
+        if group_end - end > size or end == start:  # larger than a loop: split it, filling this loop
+            end = start + size
+        break
+    return indices[start:end]
 
 
 def _step_kwargs(scheduler, generator, eta: float = 0.0) -> dict[str, Any]:

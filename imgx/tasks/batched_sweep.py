@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,7 +258,12 @@ def text_to_image_outputs(case, ctx, loaded, calls: list, size: int | None) -> S
         per_call = max(len(call) for call in calls)
         batch = choose_max_batch(inf.max_batch, pipe, case.device, side, side, branches)
         if not inf.max_batch and batch.points < per_call:
-            batch = BatchSize(per_call, f"the images of one call ({batch.why} gave {batch.points})", batch.budget_mb)
+            # Loops take whole groups of points that share a seed (see denoise_points): round up to whole groups
+            # so that a loop still holds at least one call's images.
+            share = max(Counter(p.seed for p in points).values())
+            floor = per_call if share > per_call else -(-per_call // share) * share
+            batch = BatchSize(floor, f"the images of one call, in whole groups of {share} points of one seed "
+                                     f"({batch.why} gave {batch.points})", batch.budget_mb)
         made = denoise_points(pipe, points, num_inference_steps=inf.num_inference_steps,
                               branches=branches, max_batch=batch.points, height=size, width=size,
                               progress=lambda it: ctx.progress(it, desc=f"{case.base_id[:30]} batched", unit="step"))

@@ -105,6 +105,27 @@ def test_shared_rows_run_once_and_outputs_still_equal_bare_calls(pix2pix, schedu
     assert len({_uint8(out).tobytes() for out in made.images}) == len(points)
 
 
+def test_rows_run_do_not_depend_on_the_loop_size(pix2pix):
+    """model_evaluations_per_image is gated with zero tolerance, so it must not follow the loop size (CPU default 4,
+    a CUDA loop sized by free memory): loops take whole groups of points of one seed, which share their first
+    step's rows. Four seeds x three guidance points; before, loops of 4 cut three of the groups and ran more rows."""
+    from imgx.diffusion.batched import Point, denoise_points
+
+    rng = np.random.default_rng(2)
+    inputs = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+    points = [Point(prompt, 40 + 3 * k + j, g, ig, inputs[j], j) for k, prompt in enumerate(("sketch", "blue"))
+              for j in range(2) for g, ig in GUIDANCE]
+    made = {size: denoise_points(pix2pix, points, num_inference_steps=2, max_batch=size) for size in (3, 4, 5, 12)}
+    assert made[4].loops == [3, 3, 3, 3] and made[5].loops == [3, 3, 3, 3] and made[12].loops == [12]
+    assert len({m.unet_rows for m in made.values()}) == 1, {s: m.unet_rows for s, m in made.items()}
+    assert made[12].unet_rows < made[12].bare_unet_rows
+    for m in made.values():
+        for a, b in zip(m.images, made[12].images, strict=True):
+            assert _agreement(_uint8(a), _uint8(b))[1] >= MIN_PSNR
+    # a group larger than a loop is split (rows then depend on the size, as they must)
+    assert denoise_points(pix2pix, points, num_inference_steps=2, max_batch=2).unet_rows > made[12].unet_rows
+
+
 def test_text_to_image_branches_equal_bare_calls():
     """The same loop with the text-to-image combiner, against a tiny StableDiffusionPipeline built from configs."""
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel

@@ -141,8 +141,11 @@ def test_batched_loops_hold_at_least_one_bare_calls_images(tmp_path):
     summary = run_suite(suite, tmp_path / "out", quiet=True, report=False)
     assert summary.exit_code == 0, summary.failed_cases
     sweep = load_run(tmp_path / "out")[1][0]["info"]["batched_sweep"]
-    assert sweep["loops"] == [5, 5] and sweep["max_batch"] == 5  # CPU default 4 < 5 images per call
-    assert sweep["max_batch_why"] == "the images of one call (the CPU default gave 4)"
+    # CPU default 4 < 5 images per call; a loop takes whole pairs of points of one seed (the two guidance points):
+    # 5 rounded up to 6
+    assert sweep["loops"] == [6, 4] and sweep["max_batch"] == 6
+    assert sweep["max_batch_why"] == ("the images of one call, in whole groups of 2 points of one seed "
+                                      "(the CPU default gave 4)")
     assert sweep["memory_budget_mb"] is None and sweep["memory_growth_mb"] is None  # CUDA only
     # one seed per sample, the same in both guidance points: their first steps share the text row
     assert sweep["unet_rows"] < sweep["bare_unet_rows"]
