@@ -347,11 +347,12 @@ def denoise_points(pipe, points: list[Point], *, num_inference_steps: int, branc
     reset_peak_memory(device)
     allocated = torch.cuda.memory_allocated(device) / 2**20 if device.startswith("cuda") else None
     size = max(1, int(max_batch))
+    seeds = [p.seed for p in points]
     with Clock(device) as clock, torch.no_grad():
         for indices in buckets.values():
             start = 0
             while start < len(indices):
-                chunk = _next_loop(indices, start, size, [p.seed for p in points])
+                chunk = _next_loop(indices, start, size, seeds)
                 try:
                     out, flags, ran, bare = _loop(pipe, [points[i] for i in chunk], num_inference_steps, branches,
                                                   encodings, height, width, progress)
