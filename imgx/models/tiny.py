@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from imgx.cachelock import cache_lock
+
 # Bump when the tiny architectures change, so that caches built by an older imgx are not reused.
 TINY_VERSION = 1
 MAX_TOKENS = 77  # CLIP's context length, kept so that truncation behaves as with real weights
@@ -173,25 +175,33 @@ def tiny_sdxl_components(seed: int = 0) -> dict:
 
 
 def _atomic_dir(target: Path, build) -> Path:
-    """Build a folder in a temporary sibling and move it into place, so a crash never leaves half a model."""
+    """Build a folder once (other processes wait for it), in a temporary sibling moved into place, so a crash never
+    leaves half a model."""
     target = Path(target)
     if (target / ".complete").exists():
         return target
+    with cache_lock(target):
+        if not (target / ".complete").exists():
+            build_atomically(target, build)
+    return target
+
+
+def build_atomically(target: Path, build) -> None:
+    """``build(tmp)`` in a temporary sibling of ``target``, then replace ``target`` with it (hold its cache lock)."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*"):  # a killed builder's; only the lock holder builds
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         build(tmp)
         (tmp / ".complete").write_text("ok\n")
-        if target.exists():  # an incomplete leftover
+        if target.exists():  # an incomplete or damaged leftover
             shutil.rmtree(target)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race; use its folder
-            shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def save_tiny_pix2pix(folder: str | Path, seed: int = 0) -> Path:

@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgx.models.tiny import _atomic_dir
+from imgx.cachelock import cache_lock
+from imgx.models.tiny import build_atomically
 
 log = logging.getLogger("imgx.models.trained")
 
@@ -145,25 +145,25 @@ def _reuse(folder: Path, load: Callable[[Path], Any]) -> dict | None:
 
 
 def _cached(folder: Path, load: Callable[[Path], Any], build: Callable[[Path], dict]) -> TrainedModel:
-    """Reuse ``folder`` if sound, else (re)build it atomically with ``build(tmp) -> info``."""
+    """Reuse ``folder`` if sound, else (re)build it atomically with ``build(tmp) -> info``; a process that finds
+    another one building it waits and reuses its model (one training per cache, not per process)."""
     t0 = time.perf_counter()
     info = _reuse(folder, load)
-    if info is not None:
-        info = {**info, "load_seconds": round(time.perf_counter() - t0, 3)}
-        return TrainedModel(folder=folder, history=info.get("history", []), info=info, reused=True)
-    if folder.exists():
-        shutil.rmtree(folder)
-    built: dict = {}
+    if info is None:
+        with cache_lock(folder):
+            info = _reuse(folder, load)  # built while this process waited
+            if info is None:
+                built: dict = {}
 
-    def write(tmp: Path) -> None:
-        built.update(build(tmp))
-        built["files"] = _file_hashes(tmp)
-        (tmp / INFO_FILE).write_text(json.dumps(built, indent=1), encoding="utf-8")
+                def write(tmp: Path) -> None:
+                    built.update(build(tmp))
+                    built["files"] = _file_hashes(tmp)
+                    (tmp / INFO_FILE).write_text(json.dumps(built, indent=1), encoding="utf-8")
 
-    _atomic_dir(folder, write)
-    if not built:  # another process finished the same folder first
-        return _cached(folder, load, build)
-    return TrainedModel(folder=folder, history=built["history"], info=built, reused=False)
+                build_atomically(folder, write)
+                return TrainedModel(folder=folder, history=built["history"], info=built, reused=False)
+    info = {**info, "load_seconds": round(time.perf_counter() - t0, 3)}
+    return TrainedModel(folder=folder, history=info.get("history", []), info=info, reused=True)
 
 
 def _pipeline_class(kind: str):
