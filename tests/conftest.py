@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,28 @@ from tests.helpers import (
 set_offline_environment()
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``), each worker gets its share of the CPU cores for torch: N workers of all the
+    cores each would fight over them (subprocesses inherit the share through ``OMP_NUM_THREADS``)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        threads = max(1, len(os.sched_getaffinity(0)) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _imgx_cache(tmp_path_factory):
-    """Keep caches (tiny pipelines, feature extractors) out of the user's home, shared across the session."""
-    with private_imgx_cache(tmp_path_factory.mktemp("imgx-cache")) as cache:
+    """Keep caches (tiny pipelines, trained models, feature extractors) out of the user's home, shared across the
+    session and by its pytest-xdist workers (a model two workers need trains once: imgx's cache lock)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder = root / "imgx-cache"
+    folder.mkdir(exist_ok=True)
+    with private_imgx_cache(folder) as cache:
         yield cache
 
 

@@ -1,11 +1,12 @@
 """The issue's targets, measured (slow: efficientnet-lite0 embeds every set at 224x224).
 
-- CycleGAN on its suite's recipe (suites/cyclegan.yaml, ab): A->B FID at most half of ``untrained``'s and
-  ``target_ssim`` above ``identity``'s, asserted;
-- a short recipe of both models: CycleGAN's FID below ``untrained``'s, ``target_mse`` below ``identity``'s and both
-  cycle errors below ``untrained``'s (asserted); pix2pix ``l1+gan`` against ``l1`` alone: the paper's ablation says
-  the GAN term lowers FID; both must beat ``untrained`` (asserted), the ordering is the goal (xfail with the
-  figures when the data say otherwise, as the issue asks them reported).
+- CycleGAN on its suite's recipe (suites/cyclegan.yaml, ab), on three suite seeds: A->B FID at most half of
+  ``untrained``'s, ``target_ssim`` above ``identity``'s, ``target_mse`` below it and both cycle errors below
+  ``untrained``'s, asserted per seed. (A shorter CycleGAN recipe that no suite uses was checked here too, on weaker
+  targets: dropped from the quality tier's budget, issue 26.)
+- pix2pix ``l1+gan`` against ``l1`` alone, a short recipe: the paper's ablation says the GAN term lowers FID; both
+  must beat ``untrained`` (asserted), the ordering is the goal (xfail with the figures when the data say otherwise,
+  as the issue asks them reported).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from tests.helpers import ROOT, write_suite
 
 pytest.importorskip("efficientnet_lite_pytorch", reason="optional extra 'features' not installed")
 
-CYC_EPOCHS = 10
-
 SUITE = """
 suite: translate-fid
 seed: 0
@@ -27,11 +26,6 @@ defaults:
   cpu_threads: 1
   metrics: [fid, kid]
 cases:
-  - id: cyc
-    model: {name: cyclegan, width: 8, blocks: 1, lambda_identity: 5}
-    data: {name: photo-styles, style: sketch, image_size: 32, train: 256, test: 64}
-    train: {epochs: CYC_EPOCHS, batch_size: 8, lr: 1.0e-3}
-    metrics: [fid, kid, target_mse, target_ssim]
   - id: p2p
     model: {name: pix2pix, width: 8}
     data: {name: photo-pairs, pair: gray, image_size: 32, train: 512, test: 64}
@@ -42,8 +36,7 @@ cases:
 
 @pytest.mark.slow
 def test_fid_targets(tmp_path):
-    summary = run_suite(write_suite(tmp_path, SUITE.replace("CYC_EPOCHS", str(CYC_EPOCHS))), tmp_path / "run",
-                        quiet=True, report=False)
+    summary = run_suite(write_suite(tmp_path, SUITE), tmp_path / "run", quiet=True, report=False)
     fid = {}
     for record in summary.records:
         assert record["status"] == "ok", record["detail"]
@@ -52,13 +45,6 @@ def test_fid_targets(tmp_path):
         assert "extractor=efficientnet-lite0" in rows[("fid", "")]["detail"]
         assert "not comparable to Inception FID" in rows[("fid", "")]["detail"]
     print("\nFID (efficientnet-lite0):", fid)
-    cyc = {(r["metric"], r["reference"]): r["value"] for r in summary.records[0]["rows"] if r["status"] == "ok"}
-    print("CycleGAN target_ssim / identity / untrained:", [cyc[("target_ssim", ref)] for ref in
-                                                           ("", "identity", "untrained")])
-    assert fid["cyc"][""] < fid["cyc"]["untrained"]
-    assert cyc[("target_mse", "")] < cyc[("target_mse", "identity")]
-    for name in ("cycle_mse_aba", "cycle_mse_bab"):
-        assert cyc[(name, "")] < cyc[(name, "untrained")]
     for loss in ("l1", "l1+gan"):
         assert fid[f"p2p[loss={loss}]"][""] < fid[f"p2p[loss={loss}]"]["untrained"]
     if not fid["p2p[loss=l1+gan]"][""] < fid["p2p[loss=l1]"][""]:
