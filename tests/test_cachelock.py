@@ -39,7 +39,7 @@ def _builds(tmp_path: Path) -> int:
 
 
 def test_three_processes_train_one_model_once(tmp_path):
-    procs = [_start(tmp_path, 3.0) for _ in range(3)]
+    procs = [_start(tmp_path, 1.5) for _ in range(3)]
     results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert _builds(tmp_path) == 1
