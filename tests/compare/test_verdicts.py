@@ -207,3 +207,27 @@ def test_informational_differences_are_listed_in_the_summary(run_factory, capsys
     summary = (cand / "cmp" / "summary.md").read_text(encoding="utf-8")
     assert "platform: Linux-x86_64 -> Linux-6.8.0-x86_64 (informational" in summary
     assert "Latency and memory were not compared" not in summary
+
+
+def test_a_tolerance_for_one_row_of_a_per_label_metric(run_factory, tmp_path):
+    """``regression: {"target_mse[brighter]": 40%}`` validates and judges that row only: the quickstart's
+    per-instruction rows average 4 crops of a model that differs by CPU; the case's own row keeps the default."""
+    from imgx.errors import SuiteError
+    from imgx.suite import load_suite
+    from tests.helpers import TINY_COLORIZE, write_suite
+
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "bad").mkdir()
+    load_suite(write_suite(tmp_path / "ok", TINY_COLORIZE + '    regression: {"ssim[x]": 40%}\n'))
+    with pytest.raises(SuiteError) as info:
+        load_suite(write_suite(tmp_path / "bad", TINY_COLORIZE + '    regression: {"nosuch[x]": 40%, "ssim[": 1%}\n'))
+    assert len(info.value.problems()) == 2, info.value.problems()
+
+    def case(value: float, labelled: float, **kw) -> dict:
+        return {**ssim_case(value, extra=[{"metric": "ssim[x]", "value": labelled, "n": 4}]), **kw}
+
+    base = run_factory("base", [case(0.80, 0.80)])
+    new = run_factory("new", [case(0.80 * 0.7, 0.80 * 0.7, regression={"ssim[x]": "40%"})])
+    comp = compare_runs(base, new)
+    assert _row(comp, "ssim[x]").tolerance == "40%" and _row(comp, "ssim[x]").verdict == "unchanged"
+    assert _row(comp).tolerance.startswith("2%") and _row(comp).verdict == "regression"
