@@ -151,7 +151,8 @@ def headline_tables(records: list[dict[str, Any]]) -> list[Headline]:
                 display[3] = f"{fmt_value(value)} · not comparable"
             table.add([rec["case_id"], metric, better, value, _ci(model), best, floors.get(best), diff, verdict,
                        gate_text], titles={3: caveat},
-                      css={0: "caseid", 8: f"{css} vcell", 9: gate_css, 3: "bad" if head_loss else "", 4: "nowrap"},
+                      css={0: "caseid", 8: f"{css} vcell", 9: f"{gate_css} gatecell".strip(),
+                           3: "bad" if head_loss else "", 4: "nowrap"},
                       display=display)
         out.append(head)
     return out

@@ -98,6 +98,10 @@ def test_report_layout_in_chromium(synthetic_report):
             return {height: doc.scrollHeight, overflow: doc.scrollWidth - doc.clientWidth, tocTop: toc.top,
                     tocHeight: toc.height, missing: links.filter(h => !document.querySelector(h))}; })()""")
         assert layout["overflow"] == 0
+        # the headline tables show every column at 1280 px (the gates column was clipped inside its box before)
+        clipped = b.evaluate(session, """Array.from(document.querySelectorAll('.headline .scroll'))
+            .filter(s => s.scrollWidth > s.clientWidth).map(s => s.parentElement.id)""")
+        assert clipped == [], clipped
         assert layout["tocTop"] == 0 and 0 < layout["tocHeight"] < 80  # sticky: on screen at the bottom of the page
         assert layout["missing"] == []
         # the synthetic run is a stress page (35 cases, 16 skipped, every plot); the quickstart's page measured
