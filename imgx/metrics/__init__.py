@@ -143,16 +143,24 @@ FEATURE_EXTRACTORS.register("efficientnet-lite0", "imgx.metrics.features:Efficie
                                  "'features' extra; not comparable to Inception FID")
 
 
+def per_part(name: str) -> tuple[str, str] | None:
+    """``("target_mse", "invert")`` for a row of a per-part metric (``target_mse[invert]``), else ``None``."""
+    base, bracket, part = name.partition("[")
+    if bracket and len(part) > 1 and part.endswith("]") and base in METRICS and name not in METRICS:
+        return base, part[:-1]
+    return None
+
+
 def metric_info(name: str) -> MetricInfo:
     """Metadata for a metric name; per-stage latency rows (``latency_ms_<stage>``) share latency's."""
     if name.startswith("latency_ms_") and name not in METRICS:
         return MetricInfo(name, name.replace("_", " "), "ms", False, "timing", frozenset(_ALL), False, False)
-    base, bracket, part = name.partition("[")
-    if bracket and part.endswith("]") and base in METRICS and name not in METRICS:  # per part: target_mse[invert]
+    row = per_part(name)
+    if row:  # per part: target_mse[invert]
         from dataclasses import replace
 
-        info = METRICS.get(base)
-        return replace(info, name=name, display=f"{info.display} ({part[:-1]})", requestable=False)
+        info = METRICS.get(row[0])
+        return replace(info, name=name, display=f"{info.display} ({row[1]})", requestable=False)
     return METRICS.get(name)
 
 

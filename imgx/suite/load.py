@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from imgx.data import DATASETS, PAIRS, STYLES
 from imgx.errors import SuiteError
-from imgx.metrics import FEATURE_EXTRACTORS, METRICS
+from imgx.metrics import FEATURE_EXTRACTORS, METRICS, per_part
 from imgx.models import MODELS, SCHEDULERS
 from imgx.models.protocol import CHECKPOINT_TASKS, is_user_model
 from imgx.suite.preflight import (
@@ -225,10 +225,10 @@ def _check_names(case: CaseSpec, loc: tuple, problems: _Problems) -> None:
             problems.add(loc + ("metric_options", metric, "features"), FEATURE_EXTRACTORS.suggest(features))
     for name in {**case.gates, **case.regression}:
         field = "gates" if name in case.gates else "regression"
-        # A tolerance may name one row of a per-label metric (target_mse[brighter]: one instruction's row).
-        known = name.split("[", 1)[0] if field == "regression" and re.fullmatch(r"[^\[\]]+\[[^\[\]]+\]", name) else name
-        if known not in METRICS and not known.startswith("latency_ms_"):
-            problems.add(loc + (field, name), METRICS.suggest(known))
+        if field == "regression" and per_part(name):  # one row of a per-part metric: target_mse[brighter]
+            continue
+        if name not in METRICS and not name.startswith("latency_ms_"):
+            problems.add(loc + (field, name), METRICS.suggest(name.partition("[")[0]))
     for name, expr in case.gates.items():
         gate = parse_gate(expr)
         if gate is None:
