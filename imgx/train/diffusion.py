@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_snr
 from torch import nn
 
 from imgx.errors import TrainingDiverged
@@ -143,10 +143,19 @@ def reconstruction_mse(vae: nn.Module, images: torch.Tensor, *, device: str = "c
     return total / images.numel()
 
 
+def min_snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023), as diffusers' training scripts compute
+    them with ``--snr_gamma``: ``min(SNR(t), gamma) / SNR(t)``. The lowest-noise timesteps, whose epsilon losses
+    are the largest and whose gradients conflict with the others', weigh less; weight 1 where SNR <= gamma."""
+    snr = compute_snr(noise_scheduler, timesteps)
+    return snr.clamp(max=gamma) / snr
+
+
 def fit_denoiser(unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, noise_scheduler, images: torch.Tensor,
                  input_ids: torch.Tensor, *, cond_images: torch.Tensor | None = None, epochs: int, batch_size: int,
                  lr: float, seed: int, device: str = "cpu", uncond_ids: torch.Tensor | None = None,
                  drop_text: float = 0.1, drop_image: float = 0.0, drop_both: float = 0.0, ema: bool = True,
+                 snr_gamma: float | None = None,
                  progress: Callable[..., Any] | None = None) -> list[dict[str, Any]]:
     """Train ``unet`` and ``text_encoder`` on the DDPM epsilon objective over the frozen ``vae``'s latents.
 
@@ -159,6 +168,8 @@ def fit_denoiser(unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, noise
             (text-to-image: 10% empty prompt; InstructPix2Pix's paper: 5% each).
         ema: keep an exponential moving average of the weights (diffusers' ``EMAModel`` with its warm-up,
             power 2/3, as ``train_text_to_image.py --use_ema``) and leave it in the modules at the end.
+        snr_gamma: Min-SNR loss weighting (Hang et al. 2023; ``train_text_to_image.py --snr_gamma``): each
+            example's loss is weighted by ``min(SNR(t), gamma) / SNR(t)``; ``None``: plain MSE.
 
     Returns:
         one row per epoch: ``epoch``, ``stage`` ("denoiser"), ``loss``, ``seconds``.
@@ -214,7 +225,11 @@ def fit_denoiser(unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, noise
                 image_latents = cond[idx] * (~no_image).view(b, 1, 1, 1).to(cond.dtype)
                 noisy = torch.cat([noisy, image_latents], dim=1)
             pred = unet(noisy, t, encoder_hidden_states=hidden).sample
-            loss = nn.functional.mse_loss(pred.float(), noise)
+            if snr_gamma is None:
+                loss = nn.functional.mse_loss(pred.float(), noise)
+            else:
+                per_example = nn.functional.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+                loss = (per_example * min_snr_weights(noise_scheduler, t, snr_gamma)).mean()
             value = loss.item()
             _check(value, epoch, step)
             opt.zero_grad(set_to_none=True)

@@ -146,3 +146,34 @@ def test_denoiser_is_deterministic():
                                  _ids(tok, captions), epochs=2, batch_size=8, lr=1e-3, seed=3,
                                  uncond_ids=_ids(tok, [""])))
     assert [r["loss"] for r in runs[0]] == [r["loss"] for r in runs[1]]
+
+
+def test_min_snr_weights_follow_the_paper():
+    from diffusers.training_utils import compute_snr
+
+    from imgx.train.diffusion import min_snr_weights
+
+    parts = micro_components("text-to-image", image_size=8, tokenizer=word_tokenizer(CAPTIONS), seed=0)
+    t = torch.tensor([0, 10, 100, 400, 999])
+    snr = compute_snr(parts["noise_scheduler"], t)
+    weights = min_snr_weights(parts["noise_scheduler"], t, 5.0)
+    assert snr[0] > 5 > snr[-1]  # the schedule spans both sides of gamma
+    assert torch.allclose(weights, torch.where(snr > 5, 5 / snr, torch.ones_like(snr)))
+    assert weights[0] < 0.01 and weights[-1] == 1.0
+
+
+def test_min_snr_weighting_changes_the_loss_and_a_large_gamma_does_not():
+    x, captions = _squares(16)
+    tok = word_tokenizer(CAPTIONS)
+
+    def run(gamma):
+        parts = micro_components("text-to-image", image_size=8, tokenizer=tok, seed=3)
+        parts["vae"].register_to_config(scaling_factor=0.5)
+        return [r["loss"] for r in fit_denoiser(parts["unet"], parts["text_encoder"], parts["vae"],
+                                                parts["noise_scheduler"], x, _ids(tok, captions), epochs=2,
+                                                batch_size=8, lr=1e-3, seed=3, uncond_ids=_ids(tok, [""]),
+                                                snr_gamma=gamma)]
+
+    plain = run(None)
+    assert run(1e12) == pytest.approx(plain, rel=1e-5)  # every weight is 1
+    assert run(5.0)[0] < plain[0]  # low-noise steps weigh less

@@ -36,6 +36,7 @@ def test_trained_folder_records_provenance(t2i):
     assert info["label"].startswith("trained here on 16 test squares by imgx")
     assert [r["stage"] for r in info["history"]] == ["vae", "denoiser"]
     assert info["recipe"]["epochs"] == 1 and info["recipe"]["dropout"]["drop_text"] == 0.1
+    assert "snr_gamma" not in info["recipe"]  # text-to-image keeps plain epsilon MSE (and its cache keys)
     assert info["parameters"]["unet"] > 500_000 and 0 < info["vae_reconstruction_mse"] < 4
     assert info["data_hash"] and info["versions"]["diffusers"]
 
@@ -45,6 +46,7 @@ def test_vae_trains_to_a_target_only_when_asked(t2i, ip2p, tmp_path):
     existed; with ``vae_target`` it stops at the first epoch whose floor reaches it, and the target is keyed."""
     x, captions = _squares(16)
     assert "vae_target" not in ip2p.info["recipe"] and "vae_target" not in t2i[3].info["recipe"]
+    assert ip2p.info["recipe"]["snr_gamma"] == 5.0  # Min-SNR weighting is part of the InstructPix2Pix key
     assert ip2p.info["vae_epochs_run"] == t2i[3].info["vae_epochs_run"] == 1
     assert t2i[3].info["train_cpu_seconds"] > 0 and ip2p.info["vae_seconds"] > 0
     model = trained_diffusion("text-to-image", images=x, captions=captions, cache_dir=tmp_path,
