@@ -33,7 +33,17 @@ def pytest_configure(config):
 @pytest.fixture(scope="session", autouse=True)
 def _imgx_cache(tmp_path_factory):
     """Keep caches (tiny pipelines, trained models, feature extractors) out of the user's home, shared across the
-    session and by its pytest-xdist workers (a model two workers need trains once: imgx's cache lock)."""
+    session and by its pytest-xdist workers (a model two workers need trains once: imgx's cache lock).
+
+    ``IMGX_TEST_CACHE=DIR`` uses ``DIR`` instead, kept after the session: ``.ci/run`` gives the quality tier and the
+    quickstart's dogfood one cache, so a model both need (the quickstart's edit and text-to-image models) trains once.
+    """
+    shared = os.environ.get("IMGX_TEST_CACHE")
+    if shared:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        with private_imgx_cache(Path(shared).resolve()) as cache:
+            yield cache
+        return
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the run's folder, above each worker's own
