@@ -75,8 +75,8 @@ def _train_seconds(v: dict) -> float:
 def summarize(out: Path, recipe: str = "ip2p") -> dict:
     """The headline figure, whether the targets hold, and the training time of one finished run."""
     v = _rows(out)
+    one = {(m, ref): x for (_, m, ref), x in v.items()}  # one-point cases (ip2p, cyclegan): rows by metric
     if recipe == "ip2p":
-        one = {(m, ref): x for (_, m, ref), x in v.items()}
         names = sorted({m[len("target_mse["):-1] for m, _ in one if m.startswith("target_mse[")})
         beats = [n for n in names if one[(f"target_mse[{n}]", "")] < one[(f"target_mse[{n}]", "identity")]]
         (record,) = _records(out)
@@ -95,7 +95,6 @@ def summarize(out: Path, recipe: str = "ip2p") -> dict:
         return {"headline": low, "met": low >= 0.95, "prompt_accuracy": accuracy,
                 "untrained": next(x for (_, m, ref), x in v.items() if m == "prompt_accuracy" and ref == "untrained"),
                 "train_seconds": _train_seconds(v)}
-    one = {(m, ref): x for (_, m, ref), x in v.items()}
     (record,) = _records(out)
     return {"headline": one[("target_ssim", "")], "met": one[("target_ssim", "")] > one[("target_ssim", "identity")],
             "identity": one[("target_ssim", "identity")], "fid": one[("fid", "")],

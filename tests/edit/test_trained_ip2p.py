@@ -63,16 +63,17 @@ def trained_run(tmp_path_factory) -> tuple[dict, list[dict], Path]:
             data: {{name: photo-edits, image_size: 16, train: 2048, test: 1}}
             prompts: ["invert the colors", "make it snowy"]
         """, "outside.yaml")
-    records, rows = {}, []
-    for path, out in ((suite, folder / "out"), (outside, folder / "outside")):
-        summary = run_suite(path, out, quiet=True, report=False)
-        assert summary.exit_code == 0, summary.failed_cases
-        manifest, run_records = load_run(out)
-        name = "" if out.name == "out" else "outside"
-        records.update({(name or r["case_id"]): r for r in run_records})
-        with open(out / "results.csv", newline="", encoding="utf-8") as fh:
-            rows += [r for r in csv.DictReader(fh) if not name]
+    records, rows = _run(suite, folder / "out")
+    records["outside"] = _run(outside, folder / "outside")[0]["edit"]
     return records, rows, folder / "out"
+
+
+def _run(suite: Path, out: Path) -> tuple[dict, list[dict]]:
+    """Run ``suite`` into ``out`` (it must pass); its records by case id and its ``results.csv`` rows."""
+    summary = run_suite(suite, out, quiet=True, report=False)
+    assert summary.exit_code == 0, summary.failed_cases
+    with open(out / "results.csv", newline="", encoding="utf-8") as fh:
+        return {r["case_id"]: r for r in load_run(out)[1]}, list(csv.DictReader(fh))
 
 
 def _value(rows, case_id: str, metric: str, reference: str = "") -> float:
@@ -153,10 +154,7 @@ def at_defaults(request, tmp_path_factory) -> tuple[int, list[dict]]:
                         guidance_scale: 7.5, warmup: 0, repeats: 1}}
             metrics: [target_mse, instruction_accuracy]
         """)
-    summary = run_suite(suite, folder / "out", quiet=True, report=False)
-    assert summary.exit_code == 0, summary.failed_cases
-    with open(folder / "out" / "results.csv", newline="", encoding="utf-8") as fh:
-        return request.param, list(csv.DictReader(fh))
+    return request.param, _run(suite, folder / "out")[1]
 
 
 def test_guidance_suite_recipe_meets_the_issue_targets_on_every_seed(at_defaults):
