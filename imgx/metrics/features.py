@@ -375,6 +375,9 @@ class EfficientNetLite0Features(FeatureExtractor):
     name = "efficientnet-lite0"
     dim = 1280
     batch_size = 64
+    # On a CPU, batches of 4: the 224 px activations of a few images stay in cache. Measured on 2 cores, 256
+    # images: 15.0 s at 64, 4.6 s at 4, bit-identical features (issue 26: the CycleGAN tier's FID sets).
+    CPU_BATCH = 4
     SIZE = 224
     resize = ("uint8 scale, gray repeated to RGB, bilinear antialiased to 224x224, (x - 127) / 128 "
               "(the Lite models' input scale); not comparable to Inception FID")
@@ -399,6 +402,8 @@ class EfficientNetLite0Features(FeatureExtractor):
                                       ) from None
         self.net = net.to(device).eval()
         self.device = device
+        if torch.device(device).type == "cpu":
+            self.batch_size = self.CPU_BATCH
         self.weights_path = str(path)
         self.weights_hash = tensor_hash(state)
 
