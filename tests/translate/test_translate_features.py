@@ -33,7 +33,6 @@ def test_efficientnet_lite0_is_the_real_imagenet_network_with_pooled_1280d_featu
     assert d["dim"] == 1280 and d["weights_hash"].startswith("sha256:") and "not comparable to Inception" in d["resize"]
 
 
-
 def test_efficientnet_lite0_features_do_not_depend_on_the_batch_it_embeds_in():
     """On a CPU the extractor embeds 4 images at a time (3x faster than 64 at 224 px): the features of a set must
     be those of one large batch, to round-off, so FID does not move with the batch size."""
