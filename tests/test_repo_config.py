@@ -3,6 +3,7 @@
 import configparser
 import hashlib
 import json
+import re
 import subprocess
 
 import pytest
@@ -42,8 +43,6 @@ def test_ci_script_is_valid_bash_and_installs_a_c_compiler_for_the_compile_test(
 def test_readme_ci_and_tox_run_the_same_fast_tier_command():
     """The README's test command is the one CI runs first and tox's `tests` env runs (with -n auto, whose
     pytest-xdist the install line's `test` extra brings)."""
-    import re
-
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     line = next(x for x in readme.splitlines() if x.startswith("python3 -m venv") and "not slow" in x)
     install, command = re.search(r'pip install -e "\.\[([a-z,]+)\]" && (pytest .*)$', line).groups()
