@@ -117,3 +117,40 @@ def test_inception_refuses_pickled_code(tmp_path):
     torch.save({"weights": torch.zeros(1), "hook": os.getcwd}, path)  # a function: not a plain state dict
     with pytest.raises(FeaturesUnavailable, match="not a plain tensor state dict"):
         InceptionV3Features(path)
+
+
+class _CountingExtractor(DigitsClassifierFeatures):
+    """The real digits classifier, counting the batches it embeds."""
+
+    def embed(self, images):
+        self.batches += 1
+        return super().embed(images)
+
+
+def test_a_set_embedded_before_is_remembered_not_embedded_again(classifier, digits):
+    from imgx.metrics import features
+
+    features._MEMO.clear()  # other tests in this process may have embedded the same set
+    ex = _CountingExtractor(classifier.model, test_accuracy=classifier.test_accuracy, seed=0)
+    ex.batches = 0
+    test = digits["test"].clone()
+    first = ex(test)
+    embedded = ex.batches
+    again = ex(test.clone())  # equal bytes, another tensor
+    assert ex.batches == embedded and (again == first).all()
+    again[0, 0] = 123.0  # the caller's copy: the remembered features are untouched
+    assert (ex(test) == first).all() and ex.batches == embedded
+    other = test.clone()
+    other[0, 0, 0, 0] = -other[0, 0, 0, 0] - 0.5  # one pixel differs: embedded anew
+    assert not (ex(other) == first).all() and ex.batches > embedded
+    # another weights hash is another extractor; an extractor without one (custom weights) is never remembered
+    ex.weights_hash = "sha256:0000000000000000"
+    count = ex.batches
+    ex(test)
+    assert ex.batches > count
+    ex.weights_hash = ""
+    count = ex.batches
+    ex(test)
+    ex(test)
+    assert ex.batches == count + 2 * -(-len(test) // ex.batch_size)
+    assert sum(f.nbytes for f in features._MEMO.values()) <= features.MEMO_BYTES

@@ -15,6 +15,7 @@ from imgx.metrics.frechet import (
     feature_statistics,
     fid_from_features,
     frechet_distance,
+    frechet_distance_of_samples,
     kid_from_features,
     kid_subset_size,
 )
@@ -60,6 +61,21 @@ def test_matches_scipy_sqrtm_reference(d):
     ours, ref = frechet_distance(*stats), scipy_fid(*stats)
     assert ours > 0.1
     assert ours == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.parametrize(("n", "m", "d"), [(60, 90, 128), (90, 60, 128), (300, 250, 32)])
+def test_sample_space_fid_equals_the_covariance_form(n, m, d):
+    """fid_from_features scores fewer samples than dimensions through the N x M cross-product: the same FID as the
+    D x D covariances give (and, with samples to spare, as torchmetrics), to round-off."""
+    real, fake = two_sets(n=max(n, m), d=d, seed=n + d)
+    real, fake = real[:n], fake[:m]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reference = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+        value, rank = frechet_distance_of_samples(real, fake)
+        assert fid_from_features(real, fake).value == pytest.approx(reference, rel=1e-7)
+    assert value == pytest.approx(reference, rel=1e-7) and value > 1.0
+    assert rank == min(n - 1, m - 1, d)
 
 
 def test_rank_deficient_statistics_stay_finite_and_warn():
