@@ -103,7 +103,7 @@ def frechet_distance_of_samples(real: np.ndarray, fake: np.ndarray) -> tuple[flo
     ``sigma2 = B^T B``), the non-zero eigenvalues of ``sigma1 sigma2`` are those of ``(A B^T)(A B^T)^T``:
     ``tr sqrt(sigma1 sigma2)`` is the sum of the singular values of ``A B^T``. The same value as
     :func:`frechet_distance` of the two sets' statistics (to round-off), without any ``D x D`` matrix: with fewer
-    samples than dimensions (256 crops in 1280-d features) 0.3 s became 10 ms. ``rank`` is that of the product.
+    samples than dimensions (256 crops in 1280-d features) 0.69 s became 11 ms. ``rank`` is that of the product.
     """
     mu1, mu2 = real.mean(axis=0), fake.mean(axis=0)
     a = (real - mu1) / np.sqrt(len(real) - 1)
