@@ -55,9 +55,18 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> tuple[float, i
     m = a.T @ sigma2 @ a
     m = (m + m.T) * 0.5  # exact symmetry for eigvalsh; round-off makes m @ m.T differ in the last bits
     ev = np.linalg.eigvalsh(m)
-    tol = max(ev.max(initial=0.0), 0.0) * m.shape[0] * np.finfo(np.float64).eps
-    rank = int((ev > tol).sum())
-    return float(np.sqrt(np.clip(ev, 0.0, None)).sum()), rank
+    return float(np.sqrt(np.clip(ev, 0.0, None)).sum()), _numerical_rank(ev, m.shape[0])
+
+
+def _numerical_rank(values: np.ndarray, size: int) -> int:
+    """How many of ``values`` (eigen- or singular values of a ``size``-wide matrix) stand above round-off."""
+    tol = max(values.max(initial=0.0), 0.0) * size * np.finfo(np.float64).eps
+    return int((values > tol).sum())
+
+
+def _warn_rank_deficient(rank: int, d: int, stacklevel: int) -> None:
+    warnings.warn(f"covariance is rank-deficient (rank {rank} of {d}); FID is finite but biased: "
+                  "use more samples than feature dimensions", RankDeficientWarning, stacklevel=stacklevel + 1)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
@@ -89,8 +98,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     sigma2 = (sigma2 + sigma2.T) * 0.5
     tr_sqrt, rank = trace_sqrt_product(sigma1, sigma2)
     if rank < d:
-        warnings.warn(f"covariance is rank-deficient (rank {rank} of {d}); FID is finite but biased: "
-                      "use more samples than feature dimensions", RankDeficientWarning, stacklevel=2)
+        _warn_rank_deficient(rank, d, stacklevel=2)
     diff = mu1 - mu2
     value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_sqrt)
     return max(value, 0.0)
@@ -109,10 +117,9 @@ def frechet_distance_of_samples(real: np.ndarray, fake: np.ndarray) -> tuple[flo
     a = (real - mu1) / np.sqrt(len(real) - 1)
     b = (fake - mu2) / np.sqrt(len(fake) - 1)
     singular = np.linalg.svd(a @ b.T, compute_uv=False)
-    tol = max(singular.max(initial=0.0), 0.0) * max(a.shape[0], b.shape[0]) * np.finfo(np.float64).eps
     diff = mu1 - mu2
     value = float(diff @ diff + np.einsum("ij,ij->", a, a) + np.einsum("ij,ij->", b, b) - 2.0 * singular.sum())
-    return max(value, 0.0), int((singular > tol).sum())
+    return max(value, 0.0), _numerical_rank(singular, max(a.shape[0], b.shape[0]))
 
 
 def _fid(real: np.ndarray, fake: np.ndarray) -> float:
@@ -121,8 +128,7 @@ def _fid(real: np.ndarray, fake: np.ndarray) -> float:
     if min(len(real), len(fake)) >= d:
         return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
     value, rank = frechet_distance_of_samples(real, fake)
-    warnings.warn(f"covariance is rank-deficient (rank {rank} of {d}); FID is finite but biased: "
-                  "use more samples than feature dimensions", RankDeficientWarning, stacklevel=3)
+    _warn_rank_deficient(rank, d, stacklevel=3)
     return value
 
 
