@@ -115,6 +115,35 @@ def test_trained_case_reports_its_provenance(trained_run):
     assert rec["info"]["trained"]["model_kind"] == "instruct-pix2pix"
 
 
+def test_the_trained_pipeline_follows_its_instruction_and_its_image(trained_run):
+    """The training loop passes both conditionings (issue 14), checked on the bare diffusers pipeline loaded from
+    the trained folder: on held-out crops, each output is closer to its own instruction's target than to the other
+    instruction's, and closer to its own crop's target than to another crop's (the image reaches the model)."""
+    import numpy as np
+    import torch
+
+    from imgx.data.photo_edits import apply_edit
+    from imgx.data.photos import crops
+    from imgx.models.trained import load_pipeline
+
+    records, _, _ = trained_run
+    pipe = load_pipeline(records[TEXT_HIGH]["info"]["trained"]["folder"], "instruct-pix2pix")
+    pipe.set_progress_bar_config(disable=True)
+    test = crops(["chelsea", "coffee"], 20, 16, np.random.default_rng(1))  # photos never used in training
+    target = {key: torch.from_numpy(apply_edit(key, test)).permute(0, 3, 1, 2).float() / 255
+              for key in ("grayscale", "invert")}
+    image = torch.from_numpy(test).permute(0, 3, 1, 2).float() / 255
+    right = 0
+    for key, other, instruction in (("grayscale", "invert", "make it grayscale"),
+                                    ("invert", "grayscale", "invert the colors")):
+        out = pipe([instruction] * len(test), image=image, num_inference_steps=20, guidance_scale=7.5,
+                   image_guidance_scale=1.5, output_type="pt", generator=torch.Generator().manual_seed(0)).images
+        own = ((out - target[key]) ** 2).mean((1, 2, 3))
+        right += int((own < ((out - target[other]) ** 2).mean((1, 2, 3))).sum())
+        assert own.mean() < ((out - target[key].roll(1, 0)) ** 2).mean(), key
+    assert right / (2 * len(test)) >= 0.8, right
+
+
 def test_prompts_outside_the_training_set_run_and_are_flagged(trained_run):
     records, rows, _ = trained_run
     rec = records["outside"]
