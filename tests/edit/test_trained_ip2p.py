@@ -124,15 +124,15 @@ def test_the_trained_pipeline_follows_its_instruction_and_its_image(trained_run)
 
     from imgx.data.photo_edits import EDITS, apply_edit
     from imgx.data.photos import crops
+    from imgx.imageio import array_to_tensor, to_unit
     from imgx.models.trained import load_pipeline
 
     records, _, _ = trained_run
     pipe = load_pipeline(records[TEXT_HIGH]["info"]["trained"]["folder"], "instruct-pix2pix")
     pipe.set_progress_bar_config(disable=True)
     test = crops(["chelsea", "coffee"], 20, 16, np.random.default_rng(1))  # photos never used in training
-    target = {key: torch.from_numpy(apply_edit(key, test)).permute(0, 3, 1, 2).float() / 255
-              for key in ("grayscale", "invert")}
-    image = torch.from_numpy(test).permute(0, 3, 1, 2).float() / 255
+    target = {key: to_unit(array_to_tensor(apply_edit(key, test))) for key in ("grayscale", "invert")}
+    image = to_unit(array_to_tensor(test))
     right = 0
     for key, other in (("grayscale", "invert"), ("invert", "grayscale")):
         out = pipe([EDITS[key].instruction] * len(test), image=image, num_inference_steps=20, guidance_scale=7.5,
