@@ -56,7 +56,7 @@ def test_fid_targets(tmp_path):
 # Seeds 1 and 2 were non-strict xfails until measured: both met the goals (XPASS) in two CI runs of session 9.
 @pytest.mark.parametrize("suite_seed", [0, 1, 2])
 def test_cyclegan_suite_meets_the_goals(tmp_path, suite_seed):
-    """suites/cyclegan.yaml's photo -> sketch case as a user runs it (6 epochs, 2 residual blocks, 3.5-4 min on 2
+    """suites/cyclegan.yaml's photo -> sketch case as a user runs it (5 epochs, 2 residual blocks, about 3 min on 2
     cores), on each of three suite seeds (issue 27: the goals hold per seed, not on the mean)."""
     text = (ROOT / "suites" / "cyclegan.yaml").read_text(encoding="utf-8")
     assert "\nseed: 0\n" in text
