@@ -185,7 +185,7 @@ def train_classifier(train: torch.Tensor, labels: torch.Tensor, *, seed: int, ep
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DigitsCNN(classes)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):

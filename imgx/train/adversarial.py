@@ -48,8 +48,8 @@ def fit_gan(model: nn.Module, images: torch.Tensor, *, epochs: int, batch_size: 
     gen_net, disc = model.generator, model.discriminator
     model.to(device).train()
     x = images.to(device)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=betas)
-    opt_g = torch.optim.Adam(gen_net.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=betas, foreach=True)
+    opt_g = torch.optim.Adam(gen_net.parameters(), lr=lr, betas=betas, foreach=True)
     bce = nn.BCEWithLogitsLoss()
     rng = torch.Generator().manual_seed(seed)
     n = x.shape[0]

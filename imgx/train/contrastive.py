@@ -57,7 +57,7 @@ def fit_clip(model: nn.Module, images: torch.Tensor, input_ids: torch.Tensor, *,
     x = images.to(device=device, dtype=torch.float32)
     ids = input_ids.to(device)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)
     n = len(x)
     steps = epochs * math.ceil(n / batch_size)
     sched = warmup_cosine(opt, steps, warmup=min(50, steps // 10 + 1))
@@ -75,7 +75,7 @@ def fit_clip(model: nn.Module, images: torch.Tensor, input_ids: torch.Tensor, *,
                 raise TrainingDiverged(epoch, step, value)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
             opt.step()
             sched.step()
             with torch.no_grad():

@@ -53,8 +53,8 @@ def fit_pix2pix(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
     use_gan, use_l1 = model.loss in ("gan", "l1+gan"), model.loss in ("l1", "l1+gan")
     model.to(device).train()
     x, y = inputs.to(device), targets.to(device)
-    opt_g = torch.optim.Adam(gen_net.parameters(), lr=lr, betas=BETAS)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=BETAS)
+    opt_g = torch.optim.Adam(gen_net.parameters(), lr=lr, betas=BETAS, foreach=True)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=BETAS, foreach=True)
     bce = nn.BCEWithLogitsLoss()
     rng = torch.Generator().manual_seed(seed)
     n = x.shape[0]
@@ -155,8 +155,9 @@ def fit_cyclegan(model: nn.Module, domain_a: torch.Tensor, domain_b: torch.Tenso
     model.to(device).train()
     xa, xb = domain_a.to(device), domain_b.to(device)
     gens = list(model.g_ab.parameters()) + list(model.g_ba.parameters())
-    opt_g = torch.optim.Adam(gens, lr=lr, betas=BETAS)
-    opt_d = torch.optim.Adam(list(model.d_a.parameters()) + list(model.d_b.parameters()), lr=lr, betas=BETAS)
+    opt_g = torch.optim.Adam(gens, lr=lr, betas=BETAS, foreach=True)
+    opt_d = torch.optim.Adam(list(model.d_a.parameters()) + list(model.d_b.parameters()), lr=lr, betas=BETAS,
+                             foreach=True)
     rng = torch.Generator().manual_seed(seed)
     pool_a, pool_b = ImagePool(pool_size, rng), ImagePool(pool_size, rng)
     mse, l1 = nn.MSELoss(), nn.L1Loss()
