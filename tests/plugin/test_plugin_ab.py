@@ -1,7 +1,7 @@
 """``--imgx-ab BASE_REF``: the plugin runs ``imgx ab`` for the selected cases and fails the slower one.
 
 The verdict asserted here is the exact one (the FLOPs per image doubled), which holds on any machine; the latency
-verdict of the same doubled work is a wall-clock claim and is asserted in bench/test_ab_doubled_work.py (under a
+verdict of the same doubled work is a wall-clock claim and is asserted in bench/test_ab_doubled_work.py (in the
 fast tier on 2 cores it came out inconclusive once, and in 2 of 13 runs beside two busy processes: rounds 0.87-3.7x
 for a 1.65x ratio).
 """
